@@ -1,0 +1,172 @@
+"""Recipes: the YAML schema of a training run, loading, overrides and validation.
+
+A recipe names everything that decides a trained model: model, loss, optimiser, schedule,
+augmentation, image size, batch size, epochs and seed. Unknown keys are errors (with the valid ones
+listed), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelSpec(_Strict):
+    """``name`` from the model registry; ``args`` its constructor arguments (base, depth, ...)."""
+
+    name: str = "unet"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossSpec(_Strict):
+    """``name`` from the loss registry; ``args`` its arguments (pos_weight, alpha, ...).
+
+    ``deep_supervision_weights`` weigh the auxiliary outputs of a deep-supervised model.
+    """
+
+    name: str = "dice"
+    args: dict[str, Any] = Field(default_factory=dict)
+    deep_supervision_weights: list[float] = Field(default_factory=lambda: [0.5, 0.25, 0.125])
+
+
+class OptimizerSpec(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class SchedulerSpec(_Strict):
+    """``step``: multiply by ``gamma`` every ``step_size`` epochs; ``cosine`` / ``poly``: decay to
+    ``min_lr_ratio * lr`` over the run after ``warmup_epochs`` of linear warm-up."""
+
+    name: Literal["none", "step", "cosine", "poly"] = "none"
+    step_size: int = Field(30, ge=1)
+    gamma: float = Field(0.1, gt=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    power: float = Field(0.9, gt=0)
+
+
+class DataSpec(_Strict):
+    """Training-time data settings. ``size`` is the square side (pixels) images are resized to."""
+
+    size: int = Field(256, ge=32, le=2048)
+    batch_size: int = Field(8, ge=1)
+    augment: Literal["none", "flips", "seed", "strong"] = "seed"
+    num_workers: int = Field(0, ge=0)
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
+
+
+class Recipe(_Strict):
+    """A complete training recipe (see ``polypseg/recipes/*.yaml``)."""
+
+    name: str = "custom"
+    description: str = ""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    epochs: int = Field(10, ge=1)
+    seed: int = 0
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    channels_last: bool = False
+    gradient_clip: float | None = Field(None, gt=0)
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("recipe name must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _check_builders(self) -> Recipe:
+        from polypseg.losses import build_loss
+        from polypseg.models import build_model
+
+        depth = int(self.model.args.get("depth", 4))
+        if self.data.size % 2**depth:
+            from polypseg.models import nearest_valid_size
+
+            raise ValueError(
+                f"data.size {self.data.size} is not divisible by 2**depth = {2**depth}; "
+                f"use {nearest_valid_size(self.data.size, depth)}"
+            )
+        try:
+            build_model(self.model.name, **{**self.model.args, "base": 1})
+            build_loss(self.loss.name, **self.loss.args)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(str(exc).strip('"')) from None
+        return self
+
+
+class RecipeError(ValueError):
+    """A recipe file or override that does not validate; the message says where and why."""
+
+
+def builtin_recipes() -> list[str]:
+    """Names of the recipes shipped in ``polypseg/recipes``."""
+    folder = resources.files("polypseg") / "recipes"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Load a built-in recipe by name or a YAML file by path, apply dotted overrides, validate.
+
+    ``overrides`` maps dotted keys to values, e.g. ``{"epochs": 5, "data.size": 128}``.
+
+    Raises:
+        RecipeError: unknown name, unreadable YAML, or a validation failure (listing each field).
+    """
+    text_source = str(name_or_path)
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise RecipeError(f"recipe file {path} does not exist")
+        text = path.read_text()
+    else:
+        if text_source not in builtin_recipes():
+            raise RecipeError(
+                f"unknown recipe {text_source!r}: give a YAML file path or one of {', '.join(builtin_recipes())}"
+            )
+        text = (resources.files("polypseg") / "recipes" / f"{text_source}.yaml").read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {text_source}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {text_source}: expected a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(raw, key, value)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(recipe)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise RecipeError(f"recipe {text_source} is not valid:\n" + "\n".join(lines)) from None
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The recipe as YAML, every field resolved (what a run folder's ``config.yaml`` holds)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,114 @@
+"""Torch datasets over the cached arrays and a LightningDataModule that builds them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from polypseg.data.augment import build_augment
+from polypseg.data.cache import CachedArrays, build_cache
+from polypseg.data.sources import Sample
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` or ``(H, W, 3)`` -> float32 ``(N, 3, H, W)`` or ``(3, H, W)``, standardised."""
+    t = torch.from_numpy(np.array(images, dtype=np.float32, order="C")).div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32)
+    s = torch.tensor(std, dtype=torch.float32)
+    t = (t - m) / s
+    return t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1)
+
+
+class SegDataset(Dataset):
+    """Items ``(image float32 (3, S, S), mask float32 (1, S, S) in {0, 1})`` from cached arrays.
+
+    With a ``transform`` each item draws its augmentation seed from torch's RNG, so a seeded run
+    (``seed_everything(..., workers=True)``) augments identically on every re-run.
+    """
+
+    def __init__(
+        self,
+        arrays: CachedArrays,
+        indices: Sequence[int],
+        transform: A.Compose | None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        self.arrays = arrays
+        self.indices = list(indices)
+        self.transform = transform
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        j = self.indices[i]
+        image = np.asarray(self.arrays.images[j])
+        mask = np.asarray(self.arrays.masks[j])
+        if self.transform is not None:
+            self.transform.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        x = normalise(image, self.mean, self.std)
+        y = torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)
+        return x, y
+
+
+class SegDataModule(pl.LightningDataModule):
+    """Train and validation loaders over the cached arrays of the given samples and split."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        split: dict[str, list[str]],
+        size: int,
+        batch_size: int,
+        augment: str,
+        num_workers: int = 0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.samples = list(samples)
+        self.split = split
+        self.size = size
+        self.batch_size = batch_size
+        self.augment = augment
+        self.num_workers = num_workers
+        self.mean, self.std = mean, std
+        self.arrays: CachedArrays | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.arrays is None:
+            self.arrays = build_cache(self.samples, self.size)
+
+    def _indices(self, split: str) -> list[int]:
+        pos = {s.id: i for i, s in enumerate(self.samples)}
+        return [pos[i] for i in self.split[split]]
+
+    def _loader(self, split: str, transform: A.Compose | None, shuffle: bool) -> DataLoader:
+        assert self.arrays is not None, "call setup() first"
+        ds = SegDataset(self.arrays, self._indices(split), transform, self.mean, self.std)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(ds) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", build_augment(self.augment, self.size), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", None, shuffle=False)

@@ -1,0 +1,163 @@
+"""The LightningModule: model + loss + optimiser + schedule, validation Dice / IoU per image."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from polypseg.config import Recipe
+from polypseg.losses import build_loss
+from polypseg.models import build_model
+
+CHECKPOINT_FORMAT = 1
+
+
+def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+    sch = recipe.scheduler
+    epoch_f = step / max(steps_per_epoch, 1)
+    if sch.name == "step":
+        return sch.gamma ** (int(epoch_f) // sch.step_size)
+    warm = sch.warmup_epochs
+    if warm > 0 and epoch_f < warm:
+        return max(epoch_f / warm, 1e-3)
+    if sch.name == "none":
+        return 1.0
+    span = max(recipe.epochs - warm, 1e-9)
+    t = min(max((epoch_f - warm) / span, 0.0), 1.0)
+    low = sch.min_lr_ratio
+    if sch.name == "cosine":
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t))
+    return low + (1 - low) * (1 - t) ** sch.power  # poly
+
+
+def batch_dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image Dice and IoU ``(N,)`` of thresholded sigmoid(logits) vs target, both (N, 1, H, W).
+
+    Uses the zero-denominator rule of :mod:`polypseg.metrics` (empty vs empty scores 1).
+    """
+    pred = torch.sigmoid(logits.float()) > threshold
+    gt = target > 0.5
+    tp = (pred & gt).flatten(1).sum(1).double()
+    fp = (pred & ~gt).flatten(1).sum(1).double()
+    fn = (~pred & gt).flatten(1).sum(1).double()
+    perfect = (fp + fn) == 0
+    dice = torch.where(perfect, 1.0, 2 * tp / (2 * tp + fp + fn).clamp_min(1))
+    iou = torch.where(perfect, 1.0, tp / (tp + fp + fn).clamp_min(1))
+    return dice, iou
+
+
+class SegModule(pl.LightningModule):
+    """Trains ``build_model(recipe.model)`` with ``build_loss(recipe.loss)``.
+
+    ``preprocess`` (size, mean, std) is stored in every checkpoint with the model's name and arguments,
+    the recipe, the decision threshold and library versions, so inference needs nothing else.
+    """
+
+    def __init__(self, recipe: Recipe, preprocess: dict[str, Any]) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.preprocess = preprocess
+        self.model: nn.Module = build_model(recipe.model.name, **recipe.model.args)
+        if recipe.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = build_loss(recipe.loss.name, **recipe.loss.args)
+        self.threshold = recipe.threshold
+        self._sums: dict[str, torch.Tensor] = {}
+        self.epoch_record: dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _loss(self, out: torch.Tensor | list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        if isinstance(out, torch.Tensor):
+            return self.loss_fn(out, y)
+        weights = [1.0, *self.recipe.loss.deep_supervision_weights][: len(out)]
+        total = sum(w * self.loss_fn(o, y) for w, o in zip(weights, out, strict=False))
+        return total / sum(weights)
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.recipe.channels_last else x
+
+    def _acc(self, key: str, value: torch.Tensor) -> None:
+        v = value.detach().double().sum()
+        self._sums[key] = self._sums.get(key, torch.zeros((), dtype=torch.float64, device=v.device)) + v
+
+    def on_train_epoch_start(self) -> None:
+        self._sums = {}
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self._loss(self(self._prep(x)), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                "lower the learning rate or use precision 32"
+            )
+        self._acc("train_loss", loss * x.shape[0])
+        self._acc("train_n", torch.tensor(x.shape[0]))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(self._prep(x))
+        loss = self._loss(logits, y)
+        dice, iou = batch_dice_iou(logits, y, self.threshold)
+        self._acc("val_loss", loss * x.shape[0])
+        self._acc("val_dice", dice)
+        self._acc("val_iou", iou)
+        self._acc("val_n", torch.tensor(x.shape[0]))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        keys = ["train_loss", "train_n", "val_loss", "val_dice", "val_iou", "val_n"]
+        vec = torch.stack([self._sums.get(k, torch.zeros((), dtype=torch.float64)) for k in keys])
+        vec = self.trainer.strategy.reduce(vec.to(self.device), reduce_op="sum")
+        s = dict(zip(keys, vec.double().tolist(), strict=True))
+        rec = {
+            "epoch": float(self.current_epoch),
+            "train_loss": s["train_loss"] / s["train_n"] if s["train_n"] else float("nan"),
+            "val_loss": s["val_loss"] / max(s["val_n"], 1),
+            "val_dice": s["val_dice"] / max(s["val_n"], 1),
+            "val_iou": s["val_iou"] / max(s["val_n"], 1),
+            "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
+        }
+        self.epoch_record = rec
+        self.log("val_dice", rec["val_dice"], prog_bar=True, sync_dist=False)
+        self.log("val_loss", rec["val_loss"], prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.recipe.optimizer
+        params = self.model.parameters()
+        if o.name == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.name == "adamw":
+            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
+        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(self.recipe, step, steps_per_epoch)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from polypseg.checkpoint import versions
+
+        checkpoint["polypseg"] = {
+            "format": CHECKPOINT_FORMAT,
+            "model_name": self.recipe.model.name,
+            "model_args": dict(self.recipe.model.args),
+            "preprocess": dict(self.preprocess),
+            "threshold": float(self.threshold),
+            "threshold_source": "recipe",
+            "recipe": self.recipe.model_dump(mode="json"),
+            "epoch": int(self.current_epoch),
+            "val_dice": float(self.epoch_record.get("val_dice", float("nan"))),
+            "versions": versions(),
+        }

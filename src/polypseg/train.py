@@ -1,0 +1,264 @@
+"""``fit(recipe, data, out_dir)``: one run folder per training run, driven by Lightning's Trainer.
+
+A run folder holds::
+
+    config.yaml            the frozen, resolved recipe plus the data sources
+    split.json             the split used (reused on resume)
+    env.json               library versions, hardware, command line
+    metrics.csv            one row per epoch: train_loss, val_loss, val_dice, val_iou, lr, seconds
+    checkpoints/last.ckpt  full training state, written atomically after every epoch
+    checkpoints/best.ckpt  the epoch with the highest validation Dice
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+
+from polypseg.checkpoint import versions
+from polypseg.config import Recipe
+from polypseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataModule
+from polypseg.data.sources import discover_all
+from polypseg.data.split import load_split, make_split, write_split
+from polypseg.module import SegModule
+
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds")
+
+
+class RunFolderError(RuntimeError):
+    """The output folder is in a state that would lose or mix results."""
+
+
+class RunRecorder(pl.Callback):
+    """After every validation: ``last.ckpt`` (atomic), ``best.ckpt`` when val Dice improves, and a
+    ``metrics.csv`` row. Its state (best score) is saved in checkpoints, so resume continues it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.best = -1.0
+        self.best_epoch = -1
+        self._t0 = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            _truncate_metrics(self.run_dir / "metrics.csv", trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def _save(self, trainer: pl.Trainer, name: str) -> None:
+        path = self.run_dir / "checkpoints" / f"{name}.ckpt"
+        tmp = path.with_name(f"{name}.ckpt.tmp")
+        trainer.save_checkpoint(tmp)  # collective; writes on global rank 0, then a barrier
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        rec = dict(pl_module.epoch_record)  # type: ignore[attr-defined]
+        if not rec:
+            return
+        improved = rec["val_dice"] > self.best
+        if improved:
+            self.best, self.best_epoch = rec["val_dice"], int(rec["epoch"])
+        self._save(trainer, "last")
+        if improved:
+            self._save(trainer, "best")
+        if trainer.is_global_zero:
+            rec["seconds"] = time.perf_counter() - self._t0
+            _append_metrics(self.run_dir / "metrics.csv", rec)
+
+
+def _append_metrics(path: Path, rec: dict[str, float]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
+        row["epoch"] = int(rec["epoch"])
+        w.writerow(row)
+
+
+def _truncate_metrics(path: Path, from_epoch: int) -> None:
+    """Drop rows of epochs >= ``from_epoch`` (written before a crash that lost their checkpoint)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < from_epoch]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv`` as floats."""
+    with (Path(run_dir) / "metrics.csv").open(newline="") as fh:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+
+
+@dataclass
+class RunResult:
+    """What :func:`fit` produced."""
+
+    run_dir: Path
+    best_val_dice: float
+    best_epoch: int
+    epochs_done: int
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.run_dir / "checkpoints" / "best.ckpt"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+
+def env_info() -> dict[str, Any]:
+    """Hardware, software and command line of this process (``env.json``)."""
+    info: dict[str, Any] = {
+        "versions": versions(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "argv": sys.argv,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if torch.cuda.is_available():
+        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def _is_ddp_child() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def fit(
+    recipe: Recipe | None,
+    data: Sequence[str],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    devices: int = 1,
+    accelerator: str = "auto",
+    max_minutes: float | None = None,
+    layout: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train a model and fill the run folder ``out_dir`` (see the module docstring).
+
+    Args:
+        recipe: the recipe; None only with ``resume=True`` (the run's ``config.yaml`` is used).
+        data: ``--data`` arguments (folders, ``synthetic``); several are concatenated.
+        out_dir: the run folder. It must be new or empty unless ``resume`` is set.
+        resume: continue from ``checkpoints/last.ckpt`` with the frozen config and split.
+        devices: number of processes (CPU) or GPUs; above 1 Lightning's DDP is used.
+        accelerator: "auto", "cpu", "gpu" (passed to Lightning).
+        max_minutes: wall-clock budget; training stops after the epoch that crosses it.
+        layout: force a data layout instead of auto-detection.
+        progress: show the rich progress bar and model summary.
+
+    Raises:
+        RunFolderError: ``out_dir`` already holds a run and ``resume`` is not set, or ``resume`` is
+            set but there is nothing to resume.
+    """
+    run_dir = Path(out_dir)
+    cfg_path = run_dir / "config.yaml"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    child = _is_ddp_child()
+    if resume:
+        if not last.exists():
+            raise RunFolderError(f"nothing to resume: {last} does not exist")
+        frozen = yaml.safe_load(cfg_path.read_text())
+        recipe = Recipe.model_validate(frozen["recipe"])
+        data = frozen["data"]
+        layout = frozen.get("layout")
+    elif recipe is None:
+        raise ValueError("a recipe is needed unless resume=True")
+    elif not child and run_dir.exists() and any(run_dir.iterdir()):
+        raise RunFolderError(
+            f"{run_dir} already holds files; pass --resume to continue that run or choose a new --out"
+        )
+    assert recipe is not None
+    pl.seed_everything(recipe.seed, workers=True, verbose=False)
+    if accelerator in ("auto", "cpu") and not torch.cuda.is_available() and devices > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
+
+    samples = discover_all(list(data), layout)
+    split_path = run_dir / "split.json"
+    if split_path.exists():
+        split = load_split(split_path, samples)
+    else:
+        split = make_split(samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed)
+        if not split["val"]:
+            raise RunFolderError("the validation split is empty: give val data or set data.val_fraction > 0")
+    if not child and not resume:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        frozen_cfg = {"recipe": recipe.model_dump(mode="json"), "data": [str(d) for d in data], "layout": layout}
+        cfg_path.write_text(yaml.safe_dump(frozen_cfg, sort_keys=False))
+        write_split(split_path, split, {"seed": recipe.seed, "data": [str(d) for d in data]})
+    if not child:
+        (run_dir / "env.json").write_text(json.dumps(env_info(), indent=1))
+
+    preprocess = {"size": recipe.data.size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    dm = SegDataModule(
+        samples, split, recipe.data.size, recipe.data.batch_size, recipe.data.augment, recipe.data.num_workers
+    )
+    dm.setup("fit")  # build the cache once, before any DDP process starts
+    module = SegModule(recipe, preprocess)
+    recorder = RunRecorder(run_dir)
+    callbacks: list[pl.Callback] = [recorder]
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        precision=recipe.precision,
+        max_epochs=recipe.epochs,
+        max_time={"minutes": max_minutes} if max_minutes else None,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        num_sanity_val_steps=0,
+        gradient_clip_val=recipe.gradient_clip,
+        deterministic=True,
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    rows = read_metrics(run_dir) if (run_dir / "metrics.csv").exists() else []
+    return RunResult(
+        run_dir=run_dir,
+        best_val_dice=recorder.best,
+        best_epoch=recorder.best_epoch,
+        epochs_done=len(rows),
+    )
+
