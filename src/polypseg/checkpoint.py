@@ -22,7 +22,7 @@ def versions() -> dict[str, str]:
 
     import polypseg
 
-    return {
+    found = {
         "polypseg": polypseg.__version__,
         "torch": torch.__version__,
         "lightning": lightning.__version__,
@@ -30,6 +30,7 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
+    return {k: str(v) for k, v in found.items()}  # plain str: torch's version type is not weights_only-safe
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
