@@ -23,7 +23,9 @@ console = Console()
 
 DataOpt = Annotated[
     list[str] | None,
-    typer.Option("--data", "-d", help="Data folder, or 'synthetic[:n=400,size=256,seed=0]'. Repeat to combine."),
+    typer.Option(
+        "--data", "-d", help="Data folder, or 'synthetic[:n=400,size=256,seed=0]'. Repeat to combine."
+    ),
 ]
 
 
@@ -60,16 +62,24 @@ def _print_summary(summary: dict, title: str) -> None:
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
     data: DataOpt = None,  # type: ignore[assignment]
-    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")] = "quick",
+    recipe: Annotated[
+        str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")
+    ] = "quick",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     size: Annotated[int | None, typer.Option(help="Override the training image size (pixels).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
-    precision: Annotated[str | None, typer.Option(help="Override precision: 32, bf16-mixed, 16-mixed.")] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Override precision: 32, bf16-mixed, 16-mixed.")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop after this many minutes of training.")
+    ] = None,
     devices: Annotated[int, typer.Option(help="Processes (CPU) or GPUs; >1 uses DDP.")] = 1,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")
+    ] = False,
     layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
@@ -84,11 +94,26 @@ def train(
         if not resume and not data:
             _fail(ValueError("give --data (or --resume to continue a run)"))
         if not resume:
-            overrides = {"epochs": epochs, "data.size": size, "data.batch_size": batch_size, "seed": seed,
-                         "precision": precision}
+            overrides = {
+                "epochs": epochs,
+                "data.size": size,
+                "data.batch_size": batch_size,
+                "seed": seed,
+                "precision": precision,
+            }
             rec = load_recipe(recipe, overrides)
-        result = fit(rec, data or [], out, resume=resume, devices=devices, accelerator=accelerator,
-                     max_minutes=max_minutes, layout=layout, progress=progress)
+        result = fit(
+            rec,
+            data or [],
+            out,
+            resume=resume,
+            devices=devices,
+            accelerator=accelerator,
+            max_minutes=max_minutes,
+            layout=layout,
+            progress=progress,
+            epochs=epochs if resume else None,
+        )
     except (RecipeError, DataError, RunFolderError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(

@@ -146,7 +146,8 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     else:
         if text_source not in builtin_recipes():
             raise RecipeError(
-                f"unknown recipe {text_source!r}: give a YAML file path or one of {', '.join(builtin_recipes())}"
+                f"unknown recipe {text_source!r}: give a YAML file path or one of "
+                f"{', '.join(builtin_recipes())}"
             )
         text = (resources.files("polypseg") / "recipes" / f"{text_source}.yaml").read_text()
     try:
@@ -161,9 +162,7 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(recipe)'}: {e['msg']}" for e in exc.errors()
-        ]
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(recipe)'}: {e['msg']}" for e in exc.errors()]
         raise RecipeError(f"recipe {text_source} is not valid:\n" + "\n".join(lines)) from None
 
 

@@ -62,7 +62,10 @@ def select_samples(
     if ids is None:
         data = (recipe or {}).get("data", {})
         ids = make_split(
-            samples, data.get("val_fraction", 0.15), data.get("test_fraction", 0.15), (recipe or {}).get("seed", 0)
+            samples,
+            data.get("val_fraction", 0.15),
+            data.get("test_fraction", 0.15),
+            (recipe or {}).get("seed", 0),
         )[split]
     chosen = set(ids)
     out = [s for s in samples if s.id in chosen]

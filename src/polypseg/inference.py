@@ -101,13 +101,19 @@ class Predictor:
                 raise ValueError(f"expected uint8 RGB frames (H, W, 3), got {f.dtype} {f.shape}")
         small = np.stack(
             [
-                cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA if max(f.shape[:2]) > self.size else cv2.INTER_LINEAR)
+                cv2.resize(
+                    f,
+                    (self.size, self.size),
+                    interpolation=cv2.INTER_AREA if max(f.shape[:2]) > self.size else cv2.INTER_LINEAR,
+                )
                 for f in frames
             ]
         )
         probs = self._forward(normalise(small, self.mean, self.std)).numpy()
         return [
-            cv2.resize(p, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR) if p.shape != f.shape[:2] else p
+            cv2.resize(p, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR)
+            if p.shape != f.shape[:2]
+            else p
             for p, f in zip(probs, frames, strict=True)
         ]
 
@@ -117,7 +123,9 @@ class Predictor:
             yield (p > self.threshold).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+def overlay(
+    image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
     """RGB overlay of a prediction on its image, uint8 ``(H, W, 3)``.
 
     Without ``gt`` the predicted region is tinted green with its outline drawn. With ``gt``: true

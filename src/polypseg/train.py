@@ -49,18 +49,21 @@ class RunRecorder(pl.Callback):
         self.run_dir = run_dir
         self.best = -1.0
         self.best_epoch = -1
+        self.saved_epoch = -1  # last epoch whose checkpoint was written
         self._t0 = time.perf_counter()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "saved_epoch": self.saved_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
+        self.saved_epoch = int(state["saved_epoch"])
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Rows after the checkpoint we resume from belong to epochs that will be trained again.
         if trainer.is_global_zero:
-            _truncate_metrics(self.run_dir / "metrics.csv", trainer.current_epoch)
+            _truncate_metrics(self.run_dir / "metrics.csv", self.saved_epoch + 1)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -81,6 +84,7 @@ class RunRecorder(pl.Callback):
         improved = rec["val_dice"] > self.best
         if improved:
             self.best, self.best_epoch = rec["val_dice"], int(rec["epoch"])
+        self.saved_epoch = int(rec["epoch"])
         self._save(trainer, "last")
         if improved:
             self._save(trainer, "best")
@@ -168,6 +172,7 @@ def fit(
     max_minutes: float | None = None,
     layout: str | None = None,
     progress: bool = True,
+    epochs: int | None = None,
 ) -> RunResult:
     """Train a model and fill the run folder ``out_dir`` (see the module docstring).
 
@@ -181,6 +186,8 @@ def fit(
         max_minutes: wall-clock budget; training stops after the epoch that crosses it.
         layout: force a data layout instead of auto-detection.
         progress: show the rich progress bar and model summary.
+        epochs: with ``resume``, train up to this many epochs in all (extends a finished run; the
+            run's ``config.yaml`` is updated to say so).
 
     Raises:
         RunFolderError: ``out_dir`` already holds a run and ``resume`` is not set, or ``resume`` is
@@ -194,6 +201,10 @@ def fit(
         if not last.exists():
             raise RunFolderError(f"nothing to resume: {last} does not exist")
         frozen = yaml.safe_load(cfg_path.read_text())
+        if epochs is not None:
+            frozen["recipe"]["epochs"] = epochs
+            if not child:
+                cfg_path.write_text(yaml.safe_dump(frozen, sort_keys=False))
         recipe = Recipe.model_validate(frozen["recipe"])
         data = frozen["data"]
         layout = frozen.get("layout")
@@ -218,7 +229,11 @@ def fit(
             raise RunFolderError("the validation split is empty: give val data or set data.val_fraction > 0")
     if not child and not resume:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        frozen_cfg = {"recipe": recipe.model_dump(mode="json"), "data": [str(d) for d in data], "layout": layout}
+        frozen_cfg = {
+            "recipe": recipe.model_dump(mode="json"),
+            "data": [str(d) for d in data],
+            "layout": layout,
+        }
         cfg_path.write_text(yaml.safe_dump(frozen_cfg, sort_keys=False))
         write_split(split_path, split, {"seed": recipe.seed, "data": [str(d) for d in data]})
     if not child:
@@ -254,6 +269,10 @@ def fit(
         default_root_dir=str(run_dir),
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    if trainer.is_global_zero:
+        info = json.loads((run_dir / "env.json").read_text())
+        info.update(world_size=trainer.world_size, strategy=type(trainer.strategy).__name__)
+        (run_dir / "env.json").write_text(json.dumps(info, indent=1))
     rows = read_metrics(run_dir) if (run_dir / "metrics.csv").exists() else []
     return RunResult(
         run_dir=run_dir,
@@ -261,4 +280,3 @@ def fit(
         best_epoch=recorder.best_epoch,
         epochs_done=len(rows),
     )
-

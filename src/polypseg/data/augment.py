@@ -54,7 +54,10 @@ def build_augment(preset: str, size: int) -> A.Compose:
                 ],
                 p=0.25,
             ),
-            A.OneOf([A.GaussianBlur(sigma_limit=(0.3, 1.5), p=1.0), A.GaussNoise(std_range=(0.02, 0.08), p=1.0)], p=0.3),
+            A.OneOf(
+                [A.GaussianBlur(sigma_limit=(0.3, 1.5), p=1.0), A.GaussNoise(std_range=(0.02, 0.08), p=1.0)],
+                p=0.3,
+            ),
             A.OneOf(
                 [
                     A.RandomBrightnessContrast(0.2, 0.2, p=1.0),
@@ -63,7 +66,9 @@ def build_augment(preset: str, size: int) -> A.Compose:
                 ],
                 p=0.5,
             ),
-            A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), p=0.3),
+            A.CoarseDropout(
+                num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), p=0.3
+            ),
         ]
     else:
         raise KeyError(f"unknown augmentation preset {preset!r}; choose one of: {', '.join(PRESETS)}")

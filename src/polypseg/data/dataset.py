@@ -59,7 +59,7 @@ class SegDataset(Dataset):
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         x = normalise(image, self.mean, self.std)
-        y = torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)
+        y = torch.from_numpy(np.array(mask, dtype=np.float32)).unsqueeze(0)
         return x, y
 
 

@@ -63,15 +63,11 @@ def _list_images(folder: Path) -> list[Path]:
         (files if p.suffix.lower() in IMAGE_EXTENSIONS else other).append(p)
     if other:
         names = ", ".join(p.name for p in other[:10])
-        warnings.warn(
-            f"{folder}: ignored {len(other)} file(s) that are not images ({names})", stacklevel=3
-        )
+        warnings.warn(f"{folder}: ignored {len(other)} file(s) that are not images ({names})", stacklevel=3)
     return files
 
 
-def pair_folder(
-    image_dir: Path, mask_dir: Path, source: str, split: str | None = None
-) -> list[Sample]:
+def pair_folder(image_dir: Path, mask_dir: Path, source: str, split: str | None = None) -> list[Sample]:
     """Pair ``image_dir`` and ``mask_dir`` by stem (mask suffixes allowed).
 
     Raises:
@@ -140,9 +136,7 @@ def parse_synthetic_spec(spec: str) -> dict[str, int]:
         for part in spec.split(":", 1)[1].split(","):
             m = re.fullmatch(r"\s*(n|size|seed)\s*=\s*(\d+)\s*", part)
             if not m:
-                raise DataError(
-                    f"bad synthetic spec {spec!r}: expected synthetic:n=INT,size=INT,seed=INT"
-                )
+                raise DataError(f"bad synthetic spec {spec!r}: expected synthetic:n=INT,size=INT,seed=INT")
             args[m.group(1)] = int(m.group(2))
     return args
 

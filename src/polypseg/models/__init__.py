@@ -33,9 +33,7 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     valid = set(inspect.signature(UNet.__init__).parameters) - {"self"}
     unknown = set(kwargs) - valid
     if unknown:
-        raise TypeError(
-            f"model {name!r} got unknown argument(s) {sorted(unknown)}; valid: {sorted(valid)}"
-        )
+        raise TypeError(f"model {name!r} got unknown argument(s) {sorted(unknown)}; valid: {sorted(valid)}")
     return factory(**kwargs)
 
 

@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from polypseg.config import RecipeError, builtin_recipes, dump_recipe, load_recipe
+from polypseg.module import lr_factor
+
+
+def test_builtin_recipes_load() -> None:
+    assert {"seed", "quick"} <= set(builtin_recipes())
+    for name in builtin_recipes():
+        assert load_recipe(name).name == name
+
+
+def test_seed_recipe_is_the_original_report() -> None:
+    r = load_recipe("seed")
+    assert r.model.name == "unet" and r.model.args["base"] == 64 and r.model.args["depth"] == 4
+    assert r.data.size == 256 and r.epochs == 150
+    assert r.optimizer.name == "adam" and r.optimizer.lr == pytest.approx(1e-3)
+    assert r.loss.name == "dice"
+    assert (r.scheduler.name, r.scheduler.step_size, r.scheduler.gamma) == ("step", 30, 0.1)
+    assert r.data.augment == "seed"
+
+
+def test_overrides_and_roundtrip(tmp_path: Path) -> None:
+    r = load_recipe("quick", {"epochs": 3, "data.size": 64, "seed": None})
+    assert r.epochs == 3 and r.data.size == 64 and r.seed == 0
+    path = tmp_path / "r.yaml"
+    path.write_text(dump_recipe(r))
+    assert load_recipe(path) == r
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("epochs: 3\nepohcs: 4\n", "epohcs"),
+        ("model: {name: vnet}\n", "unknown model"),
+        ("loss: {name: dice, args: {gamma: 2}}\n", "loss 'dice'"),
+        ("data: {size: 100}\n", "use 96"),
+        ("optimizer: {name: adam, lr: -1}\n", "optimizer.lr"),
+        ("- a\n- b\n", "mapping"),
+        ("epochs: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_recipes_are_explained(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=match):
+        load_recipe(path)
+
+
+def test_unknown_recipe_name_lists_builtins() -> None:
+    with pytest.raises(RecipeError, match="quick"):
+        load_recipe("nonexistent")
+
+
+def test_schedules() -> None:
+    step = load_recipe("seed")
+    assert lr_factor(step, 0, 10) == 1.0
+    assert lr_factor(step, 29 * 10 + 9, 10) == 1.0
+    assert lr_factor(step, 30 * 10, 10) == pytest.approx(0.1)
+    assert lr_factor(step, 60 * 10, 10) == pytest.approx(0.01)
+    cos = load_recipe("quick", {"scheduler.warmup_epochs": 2, "scheduler.min_lr_ratio": 0.0, "epochs": 12})
+    assert lr_factor(cos, 10, 10) == pytest.approx(0.5)  # halfway through warm-up
+    assert lr_factor(cos, 20, 10) == pytest.approx(1.0)  # warm-up done
+    assert lr_factor(cos, 70, 10) == pytest.approx(0.5)  # cosine midpoint (epoch 7 of 2..12)
+    assert lr_factor(cos, 120, 10) == pytest.approx(0.0, abs=1e-9)

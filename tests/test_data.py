@@ -1,0 +1,192 @@
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import write_pair
+from PIL import Image
+
+from polypseg.data.augment import PRESETS, build_augment
+from polypseg.data.cache import build_cache
+from polypseg.data.errors import DataError
+from polypseg.data.io import read_image, read_mask, read_pair
+from polypseg.data.sources import discover, discover_all
+from polypseg.data.split import load_split, make_split, write_split
+
+
+def test_pairs_by_stem_not_by_order(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    write_pair(root, "b", seed=1, image_ext=".jpg", mask_name="b_mask.png")
+    write_pair(root, "a", seed=2, mask_name="a-mask.png")
+    write_pair(root, "c", seed=3, mask_name="c.png")
+    samples = discover(root)
+    assert [s.id for s in samples] == ["d/a", "d/b", "d/c"]
+    assert samples[1].image.name == "b.jpg" and samples[1].mask.name == "b_mask.png"
+
+
+def test_unmatched_files_are_listed(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    write_pair(root, "a")
+    write_pair(root, "b")
+    (root / "masks" / "b.png").unlink()
+    cv2.imwrite(str(root / "masks" / "zz.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError) as err:
+        discover(root)
+    msg = str(err.value)
+    assert "image without mask" in msg and "b.png" in msg
+    assert "mask without image" in msg and "zz.png" in msg
+
+
+def test_split_folders_give_predefined_splits(tmp_path: Path) -> None:
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        for i in range(n):
+            write_pair(tmp_path / "ds" / split, f"{split}{i}")
+    samples = discover(tmp_path / "ds")
+    split = make_split(samples, seed=5)
+    assert [len(split[k]) for k in ("train", "val", "test")] == [4, 2, 3]
+
+
+def test_unknown_layout_and_missing_path(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no known data layout"):
+        discover(tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        discover(tmp_path / "nope")
+
+
+def test_mask_normalisation_rules(tmp_path: Path) -> None:
+    base = np.zeros((8, 8), np.uint8)
+    base[2:6, 2:6] = 1
+    Image.fromarray(base * 255).save(tmp_path / "m255.png")
+    Image.fromarray(base).save(tmp_path / "m01.png")
+    rgb = np.stack([base * 255, base * 0, base * 0], axis=2)  # a red mask
+    Image.fromarray(rgb).save(tmp_path / "mrgb.png")
+    noisy = (base * 250 + 3).astype(np.uint8)
+    noisy[0, 0] = 40
+    Image.fromarray(noisy).save(tmp_path / "mnoisy.png")
+    for name, normalised in (("m255", False), ("m01", False), ("mrgb", False), ("mnoisy", True)):
+        mask, flag = read_mask(tmp_path / f"{name}.png")
+        assert np.array_equal(mask, base), name
+        assert flag is normalised, name
+    labels = base.copy()
+    labels[0, :3] = 2
+    Image.fromarray(labels).save(tmp_path / "mlabels.png")
+    with pytest.raises(DataError, match="foreground-labels"):
+        read_mask(tmp_path / "mlabels.png")
+    mask, _ = read_mask(tmp_path / "mlabels.png", foreground_labels=(2,))
+    assert mask.sum() == 3
+
+
+def test_image_modes_converted(tmp_path: Path) -> None:
+    gray = (np.arange(64, dtype=np.uint8).reshape(8, 8)) * 3
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(np.dstack([gray, gray, gray, gray])).save(tmp_path / "rgba.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    for name in ("g", "rgba", "g16"):
+        img = read_image(tmp_path / f"{name}.png")
+        assert img.shape == (8, 8, 3) and img.dtype == np.uint8, name
+        assert np.array_equal(img[..., 0], gray), name
+
+
+def test_bad_files_are_named(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"x\.png"):
+        read_image(tmp_path / "x.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "t.jpg")
+    data = (tmp_path / "t.jpg").read_bytes()
+    (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"t\.jpg"):
+        read_image(tmp_path / "t.jpg")
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(DataError, match="limit"):
+        read_image(tmp_path / "big.png", max_pixels=50)
+
+
+def test_size_mismatch_is_an_error(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "i.png")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(DataError, match="size mismatch"):
+        read_pair(tmp_path / "i.png", tmp_path / "m.png")
+
+
+def test_split_seeded_disjoint_and_grouped(pair_folder: Path) -> None:
+    samples = discover(pair_folder)
+    a = make_split(samples, 0.2, 0.2, seed=1)
+    assert a == make_split(samples, 0.2, 0.2, seed=1)
+    assert a != make_split(samples, 0.2, 0.2, seed=2)
+    ids = [i for k in a for i in a[k]]
+    assert sorted(ids) == sorted(s.id for s in samples) and len(ids) == len(set(ids))
+    assert len(a["val"]) == 2 and len(a["test"]) == 2
+    from dataclasses import replace
+
+    grouped = [replace(s, group=str(i // 5)) for i, s in enumerate(samples)]  # two groups of 5
+    g = make_split(grouped, 0.2, 0.2, seed=0)
+    for k in g:
+        groups = {s.group for s in grouped if s.id in g[k]}
+        for other in g:
+            if other != k:
+                assert not groups & {s.group for s in grouped if s.id in g[other]}
+
+
+def test_split_file_roundtrip_and_mismatch(pair_folder: Path, tmp_path: Path) -> None:
+    samples = discover(pair_folder)
+    split = make_split(samples, seed=0)
+    write_split(tmp_path / "split.json", split, {"seed": 0})
+    assert load_split(tmp_path / "split.json", samples) == split
+    with pytest.raises(DataError, match="does not match"):
+        load_split(tmp_path / "split.json", samples[:-1])
+
+
+def test_cache_builds_once_and_rebuilds_on_change(pair_folder: Path) -> None:
+    samples = discover(pair_folder)
+    a = build_cache(samples, 16)
+    assert a.images.shape == (10, 16, 16, 3) and a.masks.shape == (10, 16, 16)
+    assert set(np.unique(a.masks)) <= {0, 1}
+    b = build_cache(samples, 16)
+    assert Path(a.images.filename) == Path(b.images.filename)
+    target = samples[0].mask
+    cv2.imwrite(str(target), np.zeros((40, 48), np.uint8))
+    os.utime(target, ns=(1, 1))
+    c = build_cache(samples, 16)
+    assert Path(c.images.filename) != Path(a.images.filename)
+    assert c.masks[0].sum() == 0 and a.masks[0].sum() > 0
+
+
+def test_cache_reports_every_bad_pair(pair_folder: Path) -> None:
+    (pair_folder / "images" / "img03.png").write_bytes(b"broken")
+    cv2.imwrite(str(pair_folder / "masks" / "img05.png"), np.zeros((7, 7), np.uint8))
+    with pytest.raises(DataError) as err:
+        build_cache(discover(pair_folder), 16)
+    assert "img03.png" in str(err.value) and "img05.png" in str(err.value)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_augmentation_moves_mask_with_image(preset: str) -> None:
+    # The mask is a copy of the image's red channel: after any geometric transform it must still be
+    # the (thresholded) red channel, and stay binary.
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[10:30, 20:50, 0] = 255
+    image[..., 1] = rng.integers(0, 50, (64, 64))
+    mask = (image[..., 0] > 0).astype(np.uint8)
+    aug = build_augment(preset, 64)
+    for seed in range(10):
+        aug.set_random_seed(seed)
+        out = aug(image=image, mask=mask)
+        assert set(np.unique(out["mask"])) <= {0, 1}
+        assert out["image"].shape == (64, 64, 3) and out["mask"].shape == (64, 64)
+        if preset in ("none", "flips"):
+            assert np.array_equal(out["image"][..., 0] > 127, out["mask"] > 0)
+        else:
+            moved_red = out["image"][..., 0].astype(float)
+            inside = moved_red[out["mask"] > 0].mean() if out["mask"].any() else 255
+            outside = moved_red[out["mask"] == 0].mean()
+            assert inside > outside + 100
+
+
+def test_discover_all_rejects_duplicate_ids(pair_folder: Path) -> None:
+    with pytest.raises(DataError, match="same sample ids"):
+        discover_all([pair_folder, pair_folder])
+    with pytest.raises(KeyError, match="strong"):
+        build_augment("heavy", 64)

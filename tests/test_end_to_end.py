@@ -1,0 +1,135 @@
+"""Shrunk end-to-end runs of the whole pipeline on a tiny synthetic set (CPU, seconds each)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from polypseg.checkpoint import load_checkpoint
+from polypseg.cli import app
+from polypseg.config import load_recipe
+from polypseg.data.sources import discover
+from polypseg.train import RunFolderError, fit, read_metrics
+
+pytestmark = pytest.mark.slow
+DATA = "synthetic:n=48,size=64,seed=3"
+TINY = {"epochs": 2, "data.size": 64, "data.batch_size": 8, "model.args.base": 8}
+
+
+def _tiny(**extra):
+    return load_recipe("quick", {**TINY, **extra})
+
+
+def test_cli_train_evaluate_predict(tmp_path: Path) -> None:
+    runner = CliRunner()
+    run = tmp_path / "run"
+    recipe = tmp_path / "tiny.yaml"
+    from polypseg.config import dump_recipe
+
+    recipe.write_text(dump_recipe(_tiny()))
+    res = runner.invoke(
+        app, ["train", "--recipe", str(recipe), "--data", DATA, "--out", str(run), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    for name in (
+        "config.yaml",
+        "split.json",
+        "env.json",
+        "metrics.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
+        assert (run / name).exists(), name
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(0 <= r["val_dice"] <= 1 and r["train_loss"] > 0 for r in rows)
+
+    res = runner.invoke(app, ["evaluate", str(run), "--split", "test"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((run / "eval" / "test" / "summary.json").read_text())
+    split = json.loads((run / "split.json").read_text())["splits"]
+    assert summary["metrics"]["n_images"] == len(split["test"]) == 7
+    per_image = (run / "eval" / "test" / "per_image.csv").read_text().splitlines()
+    assert len(per_image) == 1 + 7
+    for scope in ("mean", "pooled"):
+        assert 0 <= summary["metrics"][scope]["dice"] <= 1
+    assert "mean over images" in res.output and "pooled" in res.output
+
+    test_images = [s.image for s in discover(DATA) if s.split == "test"][:2]
+    res = runner.invoke(app, ["predict", str(run), *map(str, test_images), "--out", str(tmp_path / "pred")])
+    assert res.exit_code == 0, res.output
+    mask = cv2.imread(str(tmp_path / "pred" / f"{test_images[0].stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+    assert (tmp_path / "pred" / f"{test_images[0].stem}_overlay.png").exists()
+
+    # The checkpoint describes itself and loads safely.
+    loaded = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert loaded.meta["preprocess"]["size"] == 64 and loaded.meta["model_name"] == "unet"
+    assert loaded.meta["threshold"] == 0.5
+
+    # A second train into the same folder refuses to overwrite it.
+    res = runner.invoke(app, ["train", "--data", DATA, "--out", str(run), "--no-progress"])
+    assert res.exit_code == 2 and "--resume" in res.output
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    a = fit(_tiny(), [DATA], tmp_path / "a", progress=False)
+    b = fit(_tiny(), [DATA], tmp_path / "b", progress=False)
+    keys = ("train_loss", "val_loss", "val_dice", "val_iou", "lr")
+    rows_a, rows_b = read_metrics(a.run_dir), read_metrics(b.run_dir)
+    assert len(rows_a) == len(rows_b) == 2
+    assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
+    sa = torch.load(a.last_ckpt, weights_only=True)["state_dict"]
+    sb = torch.load(b.last_ckpt, weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_continues_from_last(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    fit(_tiny(epochs=1), [DATA], run, progress=False)
+    assert len(read_metrics(run)) == 1
+    with pytest.raises(RunFolderError):
+        fit(_tiny(), [DATA], run, progress=False)
+    res = fit(None, [], run, resume=True, epochs=2, progress=False)
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert res.epochs_done == 2
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    recipe = tmp_path / "tiny.yaml"
+    from polypseg.config import dump_recipe
+
+    recipe.write_text(dump_recipe(_tiny(epochs=1)))
+    cmd = [
+        sys.executable,
+        "-m",
+        "polypseg",
+        "train",
+        "--recipe",
+        str(recipe),
+        "--data",
+        DATA,
+        "--out",
+        str(run),
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = read_metrics(run)
+    assert len(rows) == 1 and 0 <= rows[0]["val_dice"] <= 1
+    assert (run / "checkpoints" / "best.ckpt").exists()
+    env = json.loads((run / "env.json").read_text())
+    assert env["world_size"] == 2 and env["strategy"] == "DDPStrategy"
