@@ -186,7 +186,7 @@ def test_augmentation_moves_mask_with_image(preset: str) -> None:
 
 
 def test_discover_all_rejects_duplicate_ids(pair_folder: Path) -> None:
-    with pytest.raises(DataError, match="same sample ids"):
+    with pytest.raises(DataError, match="two sources give the sample id"):
         discover_all([pair_folder, pair_folder])
     with pytest.raises(KeyError, match="strong"):
         build_augment("heavy", 64)

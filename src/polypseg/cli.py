@@ -37,7 +37,8 @@ def _quiet_lightning() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -81,6 +82,11 @@ def train(
         bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")
     ] = False,
     layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
+    fold: Annotated[str | None, typer.Option(help="Cross-validation fold k/K over train+val.")] = None,
+    group_regex: Annotated[
+        str | None, typer.Option(help="Regex on file stems giving patient/video/centre groups.")
+    ] = None,
+    group_csv: Annotated[str | None, typer.Option(help="FILE:COLUMN of a CSV with a 'stem' column.")] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
 ) -> None:
     """Train a model; writes config, split, checkpoints and metrics.csv into --out."""
@@ -198,6 +204,43 @@ def demo(
         f"[bold green]demo done[/]: held-out synthetic mDice {dice:.4f} "
         f"(best validation Dice {result.best_val_dice:.4f}). Run folder: {out}"
     )
+
+
+@data_app.command("check")
+def data_check(
+    paths: Annotated[list[str], typer.Argument(help="Data folders, .npz files or 'synthetic'.")],
+    layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
+) -> None:
+    """Read every pair once; print counts per split, sizes, mask coverage and every problem.
+    Exits 0 only when the data is usable."""
+    from polypseg.data.check import check_data
+    from polypseg.data.errors import DataError
+
+    try:
+        r = check_data(paths, layout)
+    except DataError as exc:
+        _fail(exc)
+    table = Table(title="pairs")
+    table.add_column("source / split")
+    table.add_column("pairs", justify="right")
+    for key, n in r.counts.items():
+        table.add_row(key, str(n))
+    table.add_row("[bold]total[/]", f"[bold]{r.n_pairs}[/]")
+    console.print(table)
+    if r.n_pairs:
+        console.print(
+            f"image size: width {r.width_range[0]}-{r.width_range[1]}, height {r.height_range[0]}-"
+            f"{r.height_range[1]} px; masks: {r.empty_masks} empty, foreground fraction mean "
+            f"{r.fg_fraction_mean:.3f} (range {r.fg_fraction_range[0]:.3f}-{r.fg_fraction_range[1]:.3f})"
+        )
+    for kind, n in r.note_counts.items():
+        console.print(f"note: {n} file(s): {kind}")
+    if r.problems:
+        console.print(f"[bold red]{len(r.problems)} problem(s):[/]")
+        for p in r.problems:
+            console.print(f"  - {p}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+    console.print("[bold green]usable[/]")
 
 
 @data_app.command("synthetic")

@@ -65,6 +65,17 @@ class DataSpec(_Strict):
     num_workers: int = Field(0, ge=0)
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
+    fold: str | None = None
+    group_regex: str | None = None
+    group_csv: str | None = None
+
+    @field_validator("fold")
+    @classmethod
+    def _fold(cls, v: str | None) -> str | None:
+        from polypseg.data.split import parse_fold
+
+        parse_fold(v)
+        return v
 
 
 class Recipe(_Strict):

@@ -20,8 +20,7 @@ import yaml
 
 from polypseg.checkpoint import resolve_checkpoint, run_dir_of
 from polypseg.data.errors import DataError
-from polypseg.data.io import read_pair
-from polypseg.data.sources import Sample, discover_all
+from polypseg.data.sources import Sample, discover_all, read_sample
 from polypseg.data.split import load_split, make_split
 from polypseg.inference import Predictor
 from polypseg.metrics import METRIC_NAMES, image_metrics, summarise
@@ -111,7 +110,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
 
     rows: list[dict[str, Any]] = []
-    pairs = (read_pair(Path(s.image), Path(s.mask)) for s in samples)
+    pairs = (read_sample(s) for s in samples)
     images: list[np.ndarray] = []
     masks: list[np.ndarray] = []
 

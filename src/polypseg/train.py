@@ -30,7 +30,7 @@ import yaml
 from polypseg.checkpoint import versions
 from polypseg.config import Recipe
 from polypseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataModule
-from polypseg.data.sources import discover_all
+from polypseg.data.sources import apply_groups, discover_all
 from polypseg.data.split import load_split, make_split, write_split
 from polypseg.module import SegModule
 
@@ -219,12 +219,14 @@ def fit(
     if accelerator in ("auto", "cpu") and not torch.cuda.is_available() and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
 
-    samples = discover_all(list(data), layout)
+    samples = apply_groups(discover_all(list(data), layout), recipe.data.group_regex, recipe.data.group_csv)
     split_path = run_dir / "split.json"
     if split_path.exists():
         split = load_split(split_path, samples)
     else:
-        split = make_split(samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed)
+        split = make_split(
+            samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed, recipe.data.fold
+        )
         if not split["val"]:
             raise RunFolderError("the validation split is empty: give val data or set data.val_fraction > 0")
     if not child and not resume:

@@ -48,11 +48,15 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
 
 
 def _fingerprint(samples: Sequence, size: int) -> str:
-    h = hashlib.sha1(f"v1 size={size}".encode())
+    h = hashlib.sha1(f"v2 size={size}".encode())
+    stats: dict[Path, str] = {}
     for s in samples:
+        h.update(f"{s.id}|{s.index}\n".encode())
         for p in (s.image, s.mask):
-            st = os.stat(p)
-            h.update(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            if p not in stats:
+                st = os.stat(p)
+                stats[p] = f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n"
+            h.update(stats[p].encode())
     return h.hexdigest()[:16]
 
 
@@ -62,7 +66,7 @@ def build_cache(samples: Sequence, size: int, root: Path | None = None) -> Cache
     Raises:
         DataError: listing every pair that could not be read (all are tried before raising).
     """
-    from polypseg.data.io import read_pair
+    from polypseg.data.sources import read_sample
 
     root = (root or cache_root()) / "arrays"
     folder = root / _fingerprint(samples, size)
@@ -76,7 +80,7 @@ def build_cache(samples: Sequence, size: int, root: Path | None = None) -> Cache
             problems = []
             for i, s in enumerate(samples):
                 try:
-                    image, mask = read_pair(Path(s.image), Path(s.mask))
+                    image, mask = read_sample(s)
                 except DataError as exc:
                     problems.append(str(exc))
                     continue

@@ -12,44 +12,83 @@ from polypseg.data.errors import DataError
 from polypseg.data.sources import SPLITS, Sample
 
 
+def _group_order(samples: Sequence[Sample], seed: int) -> list[list[str]]:
+    """Groups of sample ids (``Sample.group``, or the sample alone) in a seeded random order."""
+    groups: dict[str, list[str]] = {}
+    for s in samples:
+        groups.setdefault(s.group if s.group is not None else f"\0{s.id}", []).append(s.id)
+    keys = sorted(groups)
+    return [groups[keys[i]] for i in np.random.default_rng(seed).permutation(len(keys))]
+
+
+def _take(samples: Sequence[Sample], fractions: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """Cut whole groups off a seeded order until each split in ``fractions`` reaches its share."""
+    n = len(samples)
+    targets = {k: round(f * n) for k, f in fractions.items()}
+    filled = dict.fromkeys(fractions, 0)
+    out: dict[str, list[str]] = {k: [] for k in (*fractions, "train")}
+    for members in _group_order(samples, seed):
+        dest = next((k for k in fractions if filled[k] < targets[k]), "train")
+        if dest != "train":
+            filled[dest] += len(members)
+        out[dest] += members
+    return out
+
+
+def parse_fold(fold: str | None) -> tuple[int, int] | None:
+    """``"2/5"`` -> ``(2, 5)`` (fold 2 of 5, counted from 1); None stays None."""
+    if fold is None:
+        return None
+    try:
+        k, n = (int(x) for x in str(fold).split("/"))
+    except ValueError:
+        raise ValueError(f"fold must look like k/K (e.g. 1/5), got {fold!r}") from None
+    if not (n >= 2 and 1 <= k <= n):
+        raise ValueError(f"fold {fold!r}: need K >= 2 and 1 <= k <= K")
+    return k, n
+
+
 def make_split(
-    samples: Sequence[Sample], val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
+    samples: Sequence[Sample],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    fold: str | None = None,
 ) -> dict[str, list[str]]:
     """Assign every sample to train, val or test.
 
-    Samples with a predefined ``split`` keep it. When no sample has one, groups (``Sample.group``, or
-    the sample itself when None) are shuffled with ``seed`` and cut by the fractions, so a group never
-    straddles splits. When some sources are predefined and others not, the others are split alone.
+    - Samples with a predefined ``split`` keep it. The others are cut by the fractions.
+    - Groups (``Sample.group``; each sample alone when None) are never split: the cut takes whole
+      groups in a seeded random order, so the fractions are met approximately.
+    - When no sample ends up in val, val is carved out of train with ``val_fraction``.
+    - ``fold="k/K"``: K-fold cross-validation over train + val (test untouched): the groups are
+      dealt into K folds of near-equal size, fold k is val and the rest train.
 
-    Returns ``{"train": [ids], "val": [ids], "test": [ids]}`` with ids in a stable order.
+    Returns ``{"train": [ids], "val": [ids], "test": [ids]}`` with ids sorted.
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions val={val_fraction} test={test_fraction}")
+    folds = parse_fold(fold)
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
-    free = []
+    free = [s for s in samples if s.split is None]
     for s in samples:
         if s.split is not None:
             out[s.split].append(s.id)
-        else:
-            free.append(s)
     if free:
-        groups: dict[str, list[str]] = {}
-        for s in free:
-            groups.setdefault(s.group if s.group is not None else s.id, []).append(s.id)
-        keys = sorted(groups)
-        order = np.random.default_rng(seed).permutation(len(keys))
-        n = len(free)
-        targets = {"test": round(test_fraction * n), "val": round(val_fraction * n)}
-        filled = {"test": 0, "val": 0}
-        for idx in order:
-            members = groups[keys[idx]]
-            dest = "train"
-            for split in ("test", "val"):
-                if filled[split] < targets[split]:
-                    dest = split
-                    filled[split] += len(members)
-                    break
-            out[dest] += members
+        for k, v in _take(free, {"test": test_fraction, "val": val_fraction}, seed).items():
+            out[k] += v
+    by_id = {s.id: s for s in samples}
+    if folds is not None:
+        pool = [by_id[i] for i in out["train"] + out["val"]]
+        k, n = folds
+        bins: list[list[str]] = [[] for _ in range(n)]
+        for members in sorted(_group_order(pool, seed), key=len, reverse=True):
+            min(bins, key=len).extend(members)  # largest groups first, into the emptiest fold
+        out["val"] = bins[k - 1]
+        out["train"] = [i for j, b in enumerate(bins) if j != k - 1 for i in b]
+    elif not out["val"] and out["train"] and val_fraction > 0:
+        carved = _take([by_id[i] for i in out["train"]], {"val": val_fraction}, seed)
+        out["train"], out["val"] = carved["train"], carved["val"]
     return {k: sorted(v) for k, v in out.items()}
 
 
