@@ -45,13 +45,24 @@ def _fail(exc: Exception) -> None:
 def _print_summary(summary: dict, title: str) -> None:
     from polypseg.evaluate import metric_table_rows
 
+    half = summary.get("metrics_at_0.5")
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("mean over images", justify="right")
+    table.add_column(f"mean over images (t={summary['threshold']:.3f})", justify="right")
     table.add_column("pooled (all pixels)", justify="right")
+    if half:
+        table.add_column("mean over images (t=0.5)", justify="right")
     for name, mean, pooled in metric_table_rows(summary):
-        table.add_row(name, f"{mean:.4f}", f"{pooled:.4f}")
+        extra = [f"{half['mean'][name]:.4f}"] if half else []
+        table.add_row(name, f"{mean:.4f}", f"{pooled:.4f}", *extra)
     console.print(table)
+    if "structure" in summary:
+        st = Table(title="structure metrics (pysodmetrics; PraNet toolbox protocol)")
+        st.add_column("metric")
+        st.add_column("value", justify="right")
+        for name, value in summary["structure"].items():
+            st.add_row(name, f"{value:.4f}")
+        console.print(st)
     console.print(
         f"{summary['metrics']['n_images']} images scored at their original resolution; "
         f"threshold {summary['threshold']:.3f} ({summary['threshold_source']}); "
@@ -88,6 +99,7 @@ def train(
     ] = None,
     group_csv: Annotated[str | None, typer.Option(help="FILE:COLUMN of a CSV with a 'stem' column.")] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    tune: Annotated[bool, typer.Option(help="Tune the threshold on validation after training.")] = True,
 ) -> None:
     """Train a model; writes config, split, checkpoints and metrics.csv into --out."""
     from polypseg.config import RecipeError, load_recipe
@@ -122,9 +134,41 @@ def train(
         )
     except (RecipeError, DataError, RunFolderError, FileNotFoundError) as exc:
         _fail(exc)
+    from polypseg.train import _is_ddp_child
+
+    if tune and not _is_ddp_child():
+        sw = _tune(out)
+        console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
     console.print(
         f"[bold green]done[/]: {result.epochs_done} epochs, best validation Dice {result.best_val_dice:.4f} "
         f"(epoch {result.best_epoch}); run folder {result.run_dir}"
+    )
+
+
+def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0):
+    from polypseg.evaluate import tune_threshold
+
+    return tune_threshold(run, data or None, beta)
+
+
+@app.command()
+def tune(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
+    beta: Annotated[float, typer.Option(help="Maximise mean F-beta (1 = Dice; >1 favours recall).")] = 1.0,
+) -> None:
+    """Choose the decision threshold on the VALIDATION split and store it in the checkpoint."""
+    from polypseg.data.errors import DataError
+
+    try:
+        sw = _tune(run, data, beta)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    i = int(abs(sw.thresholds - sw.best).argmin())
+    j = int(abs(sw.thresholds - 0.5).argmin())
+    console.print(
+        f"threshold {sw.best:.3f}: validation mDice {sw.dice[i]:.4f} (at 0.5: {sw.dice[j]:.4f}); "
+        "stored in the checkpoint"
     )
 
 
@@ -191,6 +235,8 @@ def demo(
     data = [f"synthetic:n={n},size={size}"]
     console.rule("1/3 training (recipe 'quick' on the synthetic set)")
     result = fit(load_recipe("quick", {"epochs": epochs}), data, out)
+    sw = _tune(out)
+    console.print(f"threshold tuned on the validation split: {sw.best:.3f}")
     console.rule("2/3 evaluating on the held-out test split")
     res = run_eval(out, data, "test")
     _print_summary(res.summary, "held-out synthetic test split")

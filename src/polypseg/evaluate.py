@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from polypseg.checkpoint import resolve_checkpoint, run_dir_of
+from polypseg.checkpoint import resolve_checkpoint, run_dir_of, update_checkpoint_meta
 from polypseg.data.errors import DataError
 from polypseg.data.sources import Sample, discover_all, read_sample
 from polypseg.data.split import load_split, make_split
 from polypseg.inference import Predictor
 from polypseg.metrics import METRIC_NAMES, image_metrics, summarise
+from polypseg.structure import StructureMetrics
+from polypseg.threshold import SweepAccumulator, ThresholdSweep
 
 EMPTY_RULE = (
     "A ratio whose denominator is zero scores 1.0 if the prediction has no error on that image "
@@ -73,6 +75,49 @@ def select_samples(
     return out
 
 
+def iter_predictions(
+    predictor: Predictor, samples: Sequence[Sample]
+) -> Iterator[tuple[Sample, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(sample, image uint8 (H, W, 3), gt uint8 (H, W), prob float32 (H, W))`` at original size."""
+    buffer: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        for s in samples:
+            image, gt = read_sample(s)
+            buffer.append((image, gt))
+            yield image
+
+    for i, prob in enumerate(predictor.predict_proba(frames())):
+        image, gt = buffer[i]
+        buffer[i] = (None, None)  # type: ignore[assignment]  # free memory as we go
+        yield samples[i], image, gt, prob
+
+
+#: Polyp size classes by ground-truth area fraction (of the whole image).
+SIZE_BINS = (("small", 0.0, 0.03), ("medium", 0.03, 0.15), ("large", 0.15, 1.01))
+
+
+def size_class(gt_fraction: float) -> str:
+    """ "empty", or the :data:`SIZE_BINS` class of a ground-truth area fraction."""
+    if gt_fraction == 0:
+        return "empty"
+    return next(name for name, lo, hi in SIZE_BINS if lo <= gt_fraction < hi)
+
+
+def _breakdown(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(str(r[key]), []).append(r)
+    return {
+        k: {
+            "n": len(v),
+            "dice": float(np.mean([r["dice"] for r in v])),
+            "iou": float(np.mean([r["iou"] for r in v])),
+        }
+        for k, v in sorted(groups.items())
+    }
+
+
 def evaluate(
     run_or_ckpt: str | Path,
     data: Sequence[str] | None = None,
@@ -89,18 +134,18 @@ def evaluate(
         data: ``--data`` arguments; default: the run's own data (from ``config.yaml``).
         split: "train", "val", "test" or "all".
         out_dir: where to write; default ``RUN/eval/<split>`` (or ``<ckpt folder>/eval-<split>``).
-        threshold: override the checkpoint's threshold.
+        threshold: override the checkpoint's threshold (tuned on validation, or the recipe's 0.5).
         tta: flip test-time augmentation.
 
     Returns:
-        :class:`EvalResult`; ``summary["metrics"]`` holds ``mean`` (over images) and ``pooled``.
+        :class:`EvalResult`. ``summary`` holds ``metrics`` (``mean`` over images and ``pooled``) at the
+        applied threshold, ``metrics_at_0.5`` beside it, ``structure`` (pysodmetrics), a threshold
+        ``sweep`` (for figures only: the threshold is never chosen on this split), and breakdowns
+        ``by_size`` and ``by_source``.
     """
     ckpt = resolve_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(ckpt)
-    if data is None:
-        if run_dir is None:
-            raise ValueError("give --data: the checkpoint is not inside a run folder that names its data")
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    data = _default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
     meta = predictor.meta
     samples = select_samples(discover_all(list(data), layout), split, run_dir, meta.get("recipe"))
@@ -109,42 +154,49 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    thr = predictor.threshold
     rows: list[dict[str, Any]] = []
-    pairs = (read_sample(s) for s in samples)
-    images: list[np.ndarray] = []
-    masks: list[np.ndarray] = []
-
-    def frames() -> Any:
-        for image, mask in pairs:
-            images.append(image)
-            masks.append(mask)
-            yield image
-
-    for i, prob in enumerate(predictor.predict_proba(frames())):
-        gt = masks[i]
-        pred = prob > predictor.threshold
-        s = samples[i]
+    rows_half: list[dict[str, Any]] = []
+    structure = StructureMetrics()
+    sweep = SweepAccumulator()
+    for s, _image, gt, prob in iter_predictions(predictor, samples):
+        pred = prob > thr
+        frac = float(gt.mean())
         rows.append(
             {
                 "id": s.id,
                 "source": s.source,
                 "height": gt.shape[0],
                 "width": gt.shape[1],
-                "gt_fraction": float(gt.mean()),
+                "gt_fraction": frac,
+                "size_class": size_class(frac),
                 "pred_fraction": float(pred.mean()),
                 **image_metrics(pred, gt),
+                **structure.step(prob, gt),
             }
         )
-        images[i] = masks[i] = None  # type: ignore[call-overload]  # free memory as we go
-
+        rows_half.append(image_metrics(prob > 0.5, gt))
+        sweep.add(prob, gt)
+    sw = sweep.result()
     summary = {
         "checkpoint": str(ckpt),
         "split": split,
         "data": [str(d) for d in data],
-        "threshold": predictor.threshold,
+        "threshold": thr,
         "threshold_source": "argument" if threshold is not None else meta.get("threshold_source", "recipe"),
         "tta": tta,
         "metrics": summarise(rows),
+        "metrics_at_0.5": summarise(rows_half),
+        "structure": structure.results(),
+        "sweep": {
+            "thresholds": sw.thresholds.tolist(),
+            "dice": sw.dice.tolist(),
+            "precision": sw.precision.tolist(),
+            "recall": sw.recall.tolist(),
+        },
+        "by_size": _breakdown(rows, "size_class"),
+        "by_source": _breakdown(rows, "source"),
+        "size_bins": {name: [lo, min(hi, 1.0)] for name, lo, hi in SIZE_BINS},
         "averaging": "mean = per image at original resolution, then averaged over images; "
         "pooled = counts summed over all pixels of all images",
         "empty_rule": EMPTY_RULE,
@@ -157,6 +209,56 @@ def evaluate(
         w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return EvalResult(out_dir=out, rows=rows, summary=summary)
+
+
+def _default_data(data: Sequence[str] | None, run_dir: Path | None) -> Sequence[str]:
+    if data:
+        return data
+    if run_dir is None:
+        raise ValueError("give --data: the checkpoint is not inside a run folder that names its data")
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+
+
+def tune_threshold(
+    run_or_ckpt: str | Path,
+    data: Sequence[str] | None = None,
+    beta: float = 1.0,
+    layout: str | None = None,
+) -> ThresholdSweep:
+    """Choose the threshold that maximises mean per-image F-beta (Dice for beta 1) on the
+    **validation** split, and store it in the checkpoint (``threshold``, ``threshold_source``).
+
+    Also writes ``RUN/threshold.json`` with the whole sweep when the checkpoint is in a run folder.
+    """
+    ckpt = resolve_checkpoint(run_or_ckpt)
+    run_dir = run_dir_of(ckpt)
+    data = _default_data(data, run_dir)
+    predictor = Predictor.from_checkpoint(ckpt, threshold=0.5)
+    samples = select_samples(discover_all(list(data), layout), "val", run_dir, predictor.meta.get("recipe"))
+    acc = SweepAccumulator(beta=beta)
+    for _s, _image, gt, prob in iter_predictions(predictor, samples):
+        acc.add(prob, gt)
+    sw = acc.result()
+    source = f"tuned on val ({len(samples)} images, max mean F{beta:g})"
+    update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source)
+    if run_dir is not None:
+        i = int(np.argmin(np.abs(sw.thresholds - sw.best)))
+        j = int(np.argmin(np.abs(sw.thresholds - 0.5)))
+        (run_dir / "threshold.json").write_text(
+            json.dumps(
+                {
+                    "threshold": sw.best,
+                    "source": source,
+                    "val_mean_dice_at_best": float(sw.dice[i]),
+                    "val_mean_dice_at_0.5": float(sw.dice[j]),
+                    "thresholds": sw.thresholds.tolist(),
+                    "dice": sw.dice.tolist(),
+                    "fbeta": sw.fbeta.tolist(),
+                },
+                indent=1,
+            )
+        )
+    return sw
 
 
 def metric_table_rows(summary: dict[str, Any]) -> list[tuple[str, float, float]]:

@@ -1,0 +1,143 @@
+"""Evaluation metrics against references (NumPy, pysodmetrics) and threshold tuning."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import py_sod_metrics as sod
+import pytest
+
+from polypseg.checkpoint import load_checkpoint
+from polypseg.metrics import image_metrics
+from polypseg.structure import StructureMetrics, to_uint8_map
+from polypseg.threshold import sweep
+
+
+def _cases(seed: int = 0, n: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        h, w = rng.integers(16, 48, 2)
+        gt = (rng.random((h, w)) > rng.uniform(0.5, 0.95)).astype(np.uint8)
+        prob = np.clip(gt * rng.uniform(0.3, 0.9) + rng.random((h, w)) * 0.5, 0, 1)
+        if i == 0:
+            gt[:] = 0  # empty ground truth
+        if i == 1:
+            gt[:] = 1  # full ground truth
+        if i == 2:
+            prob[:] = 0.0  # empty (constant) prediction
+        if i == 3:
+            prob[:] = 1.0  # full prediction
+        cases.append((prob.astype(np.float32), gt))
+    return cases
+
+
+def _reference_ratio(num: float, den: float, perfect: bool) -> float:
+    return (1.0 if perfect else 0.0) if den == 0 else num / den
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_confusion_metrics_match_numpy_reference(seed: int) -> None:
+    for prob, gt in _cases(seed):
+        pred = prob > 0.5
+        g = gt.astype(bool)
+        tp, fp = float(np.sum(pred & g)), float(np.sum(pred & ~g))
+        fn, tn = float(np.sum(~pred & g)), float(np.sum(~pred & ~g))
+        perfect = fp + fn == 0
+        ref = {
+            "dice": _reference_ratio(2 * tp, 2 * tp + fp + fn, perfect),
+            "iou": _reference_ratio(tp, tp + fp + fn, perfect),
+            "precision": _reference_ratio(tp, tp + fp, perfect),
+            "recall": _reference_ratio(tp, tp + fn, perfect),
+            "specificity": _reference_ratio(tn, tn + fp, perfect),
+            "accuracy": (tp + tn) / g.size,
+        }
+        ours = image_metrics(pred, gt)
+        for k, v in ref.items():
+            assert ours[k] == pytest.approx(v, abs=1e-9), k
+
+
+def test_structure_metrics_equal_pysodmetrics_own_aggregation() -> None:
+    ours = StructureMetrics()
+    ref = {"sm": sod.Smeasure(), "wfm": sod.WeightedFmeasure(), "em": sod.Emeasure(), "mae": sod.MAE()}
+    ref_fm = sod.FmeasureV2(
+        metric_handlers={
+            "dice": sod.DICEHandler(with_dynamic=True, with_adaptive=False),
+            "iou": sod.IOUHandler(with_dynamic=True, with_adaptive=False),
+        }
+    )
+    per_image = []
+    for prob, gt in _cases(7):
+        per_image.append(ours.step(prob, gt))
+        p, g = to_uint8_map(prob), gt.astype(np.uint8) * 255
+        for m in (*ref.values(), ref_fm):
+            m.step(p, g)
+    got = ours.results()
+    em_curve = ref["em"].get_results()["em"]["curve"]
+    fm = ref_fm.get_results()
+    expected = {
+        "s_measure": ref["sm"].get_results()["sm"],
+        "weighted_f": ref["wfm"].get_results()["wfm"],
+        "mean_e_measure": em_curve.mean(),
+        "max_e_measure": em_curve.max(),
+        "mae": ref["mae"].get_results()["mae"],
+        "toolbox_mean_dice": fm["dice"]["dynamic"].mean(),
+        "toolbox_max_dice": fm["dice"]["dynamic"].max(),
+        "toolbox_mean_iou": fm["iou"]["dynamic"].mean(),
+        "toolbox_max_iou": fm["iou"]["dynamic"].max(),
+    }
+    for k, v in expected.items():
+        assert got[k] == pytest.approx(float(v), abs=1e-6), k
+    # per-image values average to the data-set values
+    assert np.mean([r["s_measure"] for r in per_image]) == pytest.approx(got["s_measure"], abs=1e-9)
+    assert np.mean([r["mae"] for r in per_image]) == pytest.approx(got["mae"], abs=1e-9)
+    assert np.mean([r["mean_e_measure"] for r in per_image]) == pytest.approx(got["mean_e_measure"], abs=1e-9)
+
+
+def test_mae_hand_computed() -> None:
+    m = StructureMetrics()
+    gt = np.array([[1, 0], [0, 0]], np.uint8)
+    # the toolbox min-max normalises the map: [[0.8, 0.2], [0.2, 0.2]] becomes [[1, 0], [0, 0]]
+    m.step(np.array([[0.8, 0.2], [0.2, 0.2]], np.float32), gt)
+    assert m.results()["mae"] == pytest.approx(0.0)
+    assert m.results()["s_measure"] == pytest.approx(1.0)
+
+
+def test_threshold_sweep_hand_example_and_reference() -> None:
+    gt = np.array([[1, 1, 0, 0]], np.uint8)
+    prob = np.array([[0.9, 0.31, 0.19, 0.1]], np.float32)
+    sw = sweep([(prob, gt)])
+    # thresholds 0.2 .. 0.3 all give a perfect mask; ties go to the one nearest 0.5
+    assert sw.best == pytest.approx(0.3)
+    assert sw.dice[np.argmin(abs(sw.thresholds - 0.3))] == pytest.approx(1.0)
+    assert sw.dice[np.argmin(abs(sw.thresholds - 0.325))] == pytest.approx(2 / 3)  # only 0.9 left
+    cases = _cases(3)
+    sw = sweep(cases)
+    for i in (0, 10, 18, 30):
+        t = sw.thresholds[i]
+        ref = np.mean([image_metrics(p > t, g)["dice"] for p, g in cases])
+        assert sw.dice[i] == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
+    from polypseg.config import load_recipe
+    from polypseg.evaluate import evaluate, tune_threshold
+    from polypseg.train import fit
+
+    recipe = load_recipe("quick", {"epochs": 1, "data.size": 64, "model.args.base": 8})
+    run = fit(recipe, ["synthetic:n=48,size=64,seed=3"], tmp_path / "run", progress=False).run_dir
+    sw = tune_threshold(run)
+    meta = load_checkpoint(run / "checkpoints" / "best.ckpt").meta
+    assert meta["threshold"] == pytest.approx(sw.best)
+    assert meta["threshold_source"].startswith("tuned on val")
+    saved = json.loads((run / "threshold.json").read_text())
+    assert saved["threshold"] == pytest.approx(sw.best)
+    assert saved["val_mean_dice_at_best"] >= saved["val_mean_dice_at_0.5"]
+    res = evaluate(run, split="test")
+    s = res.summary
+    assert s["threshold"] == pytest.approx(sw.best) and s["threshold_source"].startswith("tuned")
+    assert set(s["structure"]) >= {"s_measure", "weighted_f", "mean_e_measure", "max_e_measure", "mae"}
+    assert "metrics_at_0.5" in s and s["by_size"] and s["by_source"]
+    forced = evaluate(run, split="test", threshold=0.5, out_dir=tmp_path / "forced")
+    assert forced.summary["metrics"]["mean"]["dice"] == pytest.approx(s["metrics_at_0.5"]["mean"]["dice"])
