@@ -33,9 +33,7 @@ def test_cli_train_evaluate_predict(tmp_path: Path) -> None:
     from polypseg.config import dump_recipe
 
     recipe.write_text(dump_recipe(_tiny()))
-    res = runner.invoke(
-        app, ["train", "--recipe", str(recipe), "--data", DATA, "--out", str(run), "--no-progress"]
-    )
+    res = runner.invoke(app, ["train", "--recipe", str(recipe), "--data", DATA, "--out", str(run), "--no-progress"])
     assert res.exit_code == 0, res.output
     for name in (
         "config.yaml",

@@ -111,6 +111,14 @@ def test_threshold_sweep_hand_example_and_reference() -> None:
     assert sw.best == pytest.approx(0.3)
     assert sw.dice[np.argmin(abs(sw.thresholds - 0.3))] == pytest.approx(1.0)
     assert sw.dice[np.argmin(abs(sw.thresholds - 0.325))] == pytest.approx(2 / 3)  # only 0.9 left
+    # a flat curve keeps 0.5: within the tolerance of the best, the threshold nearest 0.5 wins
+    flat_gt = np.array([[1, 0]], np.uint8)
+    flat = sweep([(np.array([[0.95, 0.12]], np.float32), flat_gt), (np.array([[0.6, 0.4]], np.float32), flat_gt)])
+    assert flat.best == pytest.approx(0.5)
+    strict = sweep(
+        [(np.array([[0.95, 0.12]], np.float32), flat_gt), (np.array([[0.6, 0.4]], np.float32), flat_gt)], tolerance=0.0
+    )
+    assert 0.4 <= strict.best < 0.6
     cases = _cases(3)
     sw = sweep(cases)
     for i in (0, 10, 18, 30):

@@ -148,9 +148,7 @@ def test_group_regex_and_csv(pair_folder: Path, tmp_path: Path) -> None:
     for k in split:
         for j in split:
             if j != k:
-                assert not {s.group for s in by_csv if s.id in split[k]} & {
-                    s.group for s in by_csv if s.id in split[j]
-                }
+                assert not {s.group for s in by_csv if s.id in split[k]} & {s.group for s in by_csv if s.id in split[j]}
     with pytest.raises(DataError, match="matches no file"):
         apply_groups(samples, regex="xyz")
     with pytest.raises(DataError, match="stem"):

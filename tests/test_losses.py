@@ -47,9 +47,7 @@ def test_focal_hand_computed() -> None:
     logits = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(2))
     target = (logits > 0.3).float()
     no_focus = build_loss("focal", alpha=None, gamma=0.0)(logits, target)
-    assert no_focus.item() == pytest.approx(
-        F.binary_cross_entropy_with_logits(logits, target).item(), rel=1e-6
-    )
+    assert no_focus.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, target).item(), rel=1e-6)
 
 
 def test_tversky_half_equals_dice() -> None:
@@ -59,9 +57,9 @@ def test_tversky_half_equals_dice() -> None:
     assert tv.item() == pytest.approx(build_loss("dice", smooth=0.0)(logits, target).item(), rel=1e-6)
     # beta > alpha punishes missed foreground more than false alarms
     miss = torch.full((1, 1, 2, 2), -5.0)
-    assert build_loss("tversky", alpha=0.1, beta=0.9)(miss, TARGET) > build_loss(
-        "tversky", alpha=0.9, beta=0.1
-    )(miss, TARGET)
+    assert build_loss("tversky", alpha=0.1, beta=0.9)(miss, TARGET) > build_loss("tversky", alpha=0.9, beta=0.1)(
+        miss, TARGET
+    )
 
 
 def test_structure_loss_really_applies_pixel_weights() -> None:

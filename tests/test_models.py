@@ -82,8 +82,6 @@ def test_registry_errors() -> None:
         build_model("unet", dropout=1.5)
 
 
-@pytest.mark.parametrize(
-    ("size", "depth", "expected"), [(100, 4, 96), (104, 4, 112), (8, 4, 16), (256, 4, 256)]
-)
+@pytest.mark.parametrize(("size", "depth", "expected"), [(100, 4, 96), (104, 4, 112), (8, 4, 16), (256, 4, 256)])
 def test_nearest_valid_size(size: int, depth: int, expected: int) -> None:
     assert nearest_valid_size(size, depth) == expected

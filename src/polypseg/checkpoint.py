@@ -55,9 +55,7 @@ def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
 def run_dir_of(ckpt: Path) -> Path | None:
     """The run folder holding ``ckpt`` (``RUN/checkpoints/x.ckpt``), or None for a loose file."""
     parent = ckpt.resolve().parent
-    return (
-        parent.parent if parent.name == "checkpoints" and (parent.parent / "config.yaml").exists() else None
-    )
+    return parent.parent if parent.name == "checkpoints" and (parent.parent / "config.yaml").exists() else None
 
 
 @dataclass

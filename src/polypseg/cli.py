@@ -23,9 +23,7 @@ console = Console()
 
 DataOpt = Annotated[
     list[str] | None,
-    typer.Option(
-        "--data", "-d", help="Data folder, or 'synthetic[:n=400,size=256,seed=0]'. Repeat to combine."
-    ),
+    typer.Option("--data", "-d", help="Data folder, or 'synthetic[:n=400,size=256,seed=0]'. Repeat to combine."),
 ]
 
 
@@ -74,24 +72,16 @@ def _print_summary(summary: dict, title: str) -> None:
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
     data: DataOpt = None,  # type: ignore[assignment]
-    recipe: Annotated[
-        str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")
-    ] = "quick",
+    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")] = "quick",
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     size: Annotated[int | None, typer.Option(help="Override the training image size (pixels).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="Override precision: 32, bf16-mixed, 16-mixed.")
-    ] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Stop after this many minutes of training.")
-    ] = None,
+    precision: Annotated[str | None, typer.Option(help="Override precision: 32, bf16-mixed, 16-mixed.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
     devices: Annotated[int, typer.Option(help="Processes (CPU) or GPUs; >1 uses DDP.")] = 1,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")
-    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")] = False,
     layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
     fold: Annotated[str | None, typer.Option(help="Cross-validation fold k/K over train+val.")] = None,
     group_regex: Annotated[
@@ -180,6 +170,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval/SPLIT).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Override the checkpoint's threshold.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also write report.html with figures.")] = False,
 ) -> None:
     """Score a model at each image's original resolution; writes per_image.csv and summary.json."""
     from polypseg.data.errors import DataError
@@ -191,6 +182,28 @@ def evaluate(
         _fail(exc)
     _print_summary(res.summary, f"{split} split")
     console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
+    if report:
+        from polypseg.report import make_report
+
+        console.print(f"report: {make_report(run, split, res.out_dir, data or None)}")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    split: Annotated[str, typer.Option(help="The evaluated split to report on.")] = "test",
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
+) -> None:
+    """Write a self-contained report.html (figures embedded) for an evaluated split; evaluates first
+    if needed."""
+    from polypseg.data.errors import DataError
+    from polypseg.report import make_report
+
+    try:
+        path = make_report(run, split, None, data or None)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"report: {path}")
 
 
 @app.command()
@@ -240,6 +253,9 @@ def demo(
     console.rule("2/3 evaluating on the held-out test split")
     res = run_eval(out, data, "test")
     _print_summary(res.summary, "held-out synthetic test split")
+    from polypseg.report import make_report
+
+    report_path = make_report(out, "test", res.out_dir, data)
     console.rule("3/3 predicting overlays for a few test images")
     from polypseg.data.sources import discover
 
@@ -248,7 +264,7 @@ def demo(
     dice = res.summary["metrics"]["mean"]["dice"]
     console.print(
         f"[bold green]demo done[/]: held-out synthetic mDice {dice:.4f} "
-        f"(best validation Dice {result.best_val_dice:.4f}). Run folder: {out}"
+        f"(best validation Dice {result.best_val_dice:.4f}). Run folder: {out}; report: {report_path}"
     )
 
 

@@ -157,8 +157,7 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     else:
         if text_source not in builtin_recipes():
             raise RecipeError(
-                f"unknown recipe {text_source!r}: give a YAML file path or one of "
-                f"{', '.join(builtin_recipes())}"
+                f"unknown recipe {text_source!r}: give a YAML file path or one of {', '.join(builtin_recipes())}"
             )
         text = (resources.files("polypseg") / "recipes" / f"{text_source}.yaml").read_text()
     try:

@@ -58,9 +58,7 @@ class Predictor:
         self.tta, self.batch_size, self.bf16 = tta, int(batch_size), bf16
 
     @classmethod
-    def from_checkpoint(
-        cls, run_or_ckpt: str | Path, threshold: float | None = None, **kwargs: object
-    ) -> Predictor:
+    def from_checkpoint(cls, run_or_ckpt: str | Path, threshold: float | None = None, **kwargs: object) -> Predictor:
         """Build from a run folder (its ``best.ckpt``) or a checkpoint file.
 
         ``threshold`` overrides the one stored in the checkpoint (tuned on validation, or 0.5).
@@ -111,9 +109,7 @@ class Predictor:
         )
         probs = self._forward(normalise(small, self.mean, self.std)).numpy()
         return [
-            cv2.resize(p, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR)
-            if p.shape != f.shape[:2]
-            else p
+            cv2.resize(p, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR) if p.shape != f.shape[:2] else p
             for p, f in zip(probs, frames, strict=True)
         ]
 
@@ -123,9 +119,7 @@ class Predictor:
             yield (p > self.threshold).astype(np.uint8)
 
 
-def overlay(
-    image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45
-) -> np.ndarray:
+def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
     """RGB overlay of a prediction on its image, uint8 ``(H, W, 3)``.
 
     Without ``gt`` the predicted region is tinted green with its outline drawn. With ``gt``: true

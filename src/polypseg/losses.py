@@ -66,9 +66,7 @@ class BCELoss(nn.Module):
 class BCEDiceLoss(nn.Module):
     """``bce_weight * BCE + dice_weight * Dice``; ``pos_weight`` is passed to the BCE term."""
 
-    def __init__(
-        self, bce_weight: float = 1.0, dice_weight: float = 1.0, pos_weight: float | None = None
-    ) -> None:
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, pos_weight: float | None = None) -> None:
         super().__init__()
         self.bce_weight, self.dice_weight = bce_weight, dice_weight
         self.bce = BCELoss(pos_weight)

@@ -35,9 +35,7 @@ def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     return low + (1 - low) * (1 - t) ** sch.power  # poly
 
 
-def batch_dice_iou(
-    logits: torch.Tensor, target: torch.Tensor, threshold: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image Dice and IoU ``(N,)`` of thresholded sigmoid(logits) vs target, both (N, 1, H, W).
 
     Uses the zero-denominator rule of :mod:`polypseg.metrics` (empty vs empty scores 1).
@@ -141,15 +139,9 @@ class SegModule(pl.LightningModule):
         elif o.name == "adamw":
             opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
-            opt = torch.optim.SGD(
-                params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
-            )
-        steps_per_epoch = max(
-            1, math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1))
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(self.recipe, step, steps_per_epoch)
-        )
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
+        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(self.recipe, step, steps_per_epoch))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

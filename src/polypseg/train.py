@@ -211,9 +211,7 @@ def fit(
     elif recipe is None:
         raise ValueError("a recipe is needed unless resume=True")
     elif not child and run_dir.exists() and any(run_dir.iterdir()):
-        raise RunFolderError(
-            f"{run_dir} already holds files; pass --resume to continue that run or choose a new --out"
-        )
+        raise RunFolderError(f"{run_dir} already holds files; pass --resume to continue that run or choose a new --out")
     assert recipe is not None
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     if accelerator in ("auto", "cpu") and not torch.cuda.is_available() and devices > 1:
@@ -224,9 +222,7 @@ def fit(
     if split_path.exists():
         split = load_split(split_path, samples)
     else:
-        split = make_split(
-            samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed, recipe.data.fold
-        )
+        split = make_split(samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed, recipe.data.fold)
         if not split["val"]:
             raise RunFolderError("the validation split is empty: give val data or set data.val_fraction > 0")
     if not child and not resume:

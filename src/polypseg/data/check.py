@@ -35,11 +35,7 @@ class DataReport:
 
 def _note_kind(note: str) -> str:
     text = note.split(": ", 1)[-1]
-    return (
-        "masks normalised by threshold"
-        if "normalised" in text
-        else text.split(" converted")[0] + " converted"
-    )
+    return "masks normalised by threshold" if "normalised" in text else text.split(" converted")[0] + " converted"
 
 
 def check_data(paths: Sequence[str], layout: str | None = None) -> DataReport:

@@ -137,9 +137,7 @@ def read_mask(
     return mask_to_binary(values, str(path), foreground_labels)
 
 
-def read_pair(
-    image_path: Path, mask_path: Path, notes: ReadNotes | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(image_path: Path, mask_path: Path, notes: ReadNotes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read an image and its mask, checking they have the same height and width.
 
     Returns ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})``.

@@ -86,9 +86,7 @@ def _list_images(folder: Path) -> list[Path]:
     return files
 
 
-def _pair(
-    image_dir: Path, mask_dir: Path, source: str, split: str | None, problems: Problems
-) -> list[Sample]:
+def _pair(image_dir: Path, mask_dir: Path, source: str, split: str | None, problems: Problems) -> list[Sample]:
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
     for p in _list_images(image_dir):
@@ -135,9 +133,7 @@ def _plain_pairs(path: Path, problems: Problems) -> list[Sample] | None:
 
 
 def _split_folders(path: Path, problems: Problems) -> list[Sample] | None:
-    present = [
-        (p, SPLIT_ALIASES[p.name]) for p in sorted(path.iterdir()) if p.name in SPLIT_ALIASES and p.is_dir()
-    ]
+    present = [(p, SPLIT_ALIASES[p.name]) for p in sorted(path.iterdir()) if p.name in SPLIT_ALIASES and p.is_dir()]
     present = [(p, s) for p, s in present if _pair_dirs(p) is not None]
     if not present:
         return None
@@ -171,9 +167,7 @@ def _polypgen(path: Path, problems: Problems) -> list[Sample] | None:
         if not mdir.is_dir():
             problems.append(f"{path / f'images_{c}'} has no matching folder {mdir.name}")
             continue
-        out += [
-            replace(s, group=c) for s in _pair(path / f"images_{c}", mdir, f"{path.name}_{c}", None, problems)
-        ]
+        out += [replace(s, group=c) for s in _pair(path / f"images_{c}", mdir, f"{path.name}_{c}", None, problems)]
     return out
 
 
@@ -197,8 +191,7 @@ def _npz(path: Path, problems: Problems) -> list[Sample] | None:
         img, lab = arrays[ik], arrays[lk]
         if img.ndim not in (3, 4) or (img.ndim == 4 and img.shape[3] not in (1, 3)) or lab.ndim != 3:
             problems.append(
-                f"{path}: {ik} {img.shape} / {lk} {lab.shape}: "
-                "expected (N, H, W[, 3]) images and (N, H, W) labels"
+                f"{path}: {ik} {img.shape} / {lk} {lab.shape}: expected (N, H, W[, 3]) images and (N, H, W) labels"
             )
             continue
         if img.shape[:3] != lab.shape:
@@ -303,9 +296,7 @@ def discover(path: str | Path, layout: str | None = None, problems: Problems | N
     if problems is not None:
         problems += found_problems
     elif found_problems:
-        raise DataError(
-            f"{root}: the data has problems (fix them, or run 'polypseg data check')", found_problems
-        )
+        raise DataError(f"{root}: the data has problems (fix them, or run 'polypseg data check')", found_problems)
     return found or []
 
 
@@ -320,9 +311,7 @@ def discover_all(
     seen: dict[str, Sample] = {}
     for s in samples:
         if s.id in seen:
-            own.append(
-                f"two sources give the sample id {s.id}: {seen[s.id].image} and {s.image} (rename a folder)"
-            )
+            own.append(f"two sources give the sample id {s.id}: {seen[s.id].image} and {s.image} (rename a folder)")
         seen[s.id] = s
     if problems is not None:
         problems += own
@@ -331,9 +320,7 @@ def discover_all(
     return samples
 
 
-def apply_groups(
-    samples: Sequence[Sample], regex: str | None = None, csv_spec: str | None = None
-) -> list[Sample]:
+def apply_groups(samples: Sequence[Sample], regex: str | None = None, csv_spec: str | None = None) -> list[Sample]:
     """Set ``Sample.group`` from the file stem by ``regex`` (its first group, else the whole match) or
     from a CSV given as ``FILE:COLUMN`` with a ``stem`` column. Samples the rule does not cover keep
     their own group (so they still never straddle splits with their group mates).
@@ -351,9 +338,7 @@ def apply_groups(
                 hits += 1
                 out[i] = replace(s, group=m.group(1) if m.groups() else m.group(0))
         if hits == 0:
-            raise DataError(
-                f"group regex {regex!r} matches no file name; check it against e.g. {out[0].id!r}"
-            )
+            raise DataError(f"group regex {regex!r} matches no file name; check it against e.g. {out[0].id!r}")
     if csv_spec:
         file, _, column = csv_spec.rpartition(":")
         if not file or not column:

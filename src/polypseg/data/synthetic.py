@@ -65,9 +65,7 @@ def render_frame(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np
 
     # Mucosa: a pink-red base colour modulated by low- and mid-frequency texture.
     base = np.array([rng.uniform(0.70, 0.92), rng.uniform(0.30, 0.48), rng.uniform(0.30, 0.45)], np.float32)
-    tex = (
-        0.10 * _smooth_noise(rng, s, 4) + 0.05 * _smooth_noise(rng, s, 16) + 0.03 * _smooth_noise(rng, s, 48)
-    )
+    tex = 0.10 * _smooth_noise(rng, s, 4) + 0.05 * _smooth_noise(rng, s, 16) + 0.03 * _smooth_noise(rng, s, 48)
     img = base[None, None, :] * (1 + tex[..., None])
 
     # Height field of folds (ridges) and polyps (domes), shaded by one light.
@@ -78,9 +76,7 @@ def render_frame(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np
         axes = (int(rng.uniform(0.3, 0.8) * s), int(rng.uniform(0.2, 0.6) * s))
         width = max(2, int(s * rng.uniform(0.02, 0.05)))
         cv2.ellipse(fold, center, axes, rng.uniform(0, 180), 0, 360, 1, width)
-        height += (
-            cv2.GaussianBlur(fold.astype(np.float32), (0, 0), width * 0.8) * width * rng.uniform(0.3, 0.8)
-        )
+        height += cv2.GaussianBlur(fold.astype(np.float32), (0, 0), width * 0.8) * width * rng.uniform(0.3, 0.8)
 
     mask = np.zeros((s, s), np.uint8)
     n_polyps = int(rng.choice([0, 1, 1, 1, 2, 2, 3]))
@@ -94,9 +90,7 @@ def render_frame(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np
         mask |= blob
         dome = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), r * rng.uniform(0.25, 0.45))
         height += dome * r * rng.uniform(0.4, 0.9)
-        tint = np.array(
-            [rng.uniform(0.9, 1.12), rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.15)], np.float32
-        )
+        tint = np.array([rng.uniform(0.9, 1.12), rng.uniform(0.85, 1.15), rng.uniform(0.85, 1.15)], np.float32)
         speckle = 1 + 0.06 * _smooth_noise(rng, s, 32)
         colour = tint[None, None, :] * speckle[..., None]
         polyp_colour = np.where(blob[..., None] > 0, colour, polyp_colour)
@@ -119,9 +113,7 @@ def render_frame(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np
     # Bright mucosa patches of polyp-like colour (distractors), a dark lumen, then the vignette.
     for _ in range(rng.integers(0, 3)):
         patch = cv2.GaussianBlur(
-            _blob(rng, s, rng.uniform(0, s), rng.uniform(0, s), rng.uniform(0.06, 0.18) * s).astype(
-                np.float32
-            ),
+            _blob(rng, s, rng.uniform(0, s), rng.uniform(0, s), rng.uniform(0.06, 0.18) * s).astype(np.float32),
             (0, 0),
             s * 0.03,
         )
