@@ -94,6 +94,18 @@ class Recipe(_Strict):
     channels_last: bool = False
     gradient_clip: float | None = Field(None, gt=0)
     threshold: float = Field(0.5, gt=0, lt=1)
+    #: multi-scale training: each batch is resized by a factor drawn from this list (sizes kept
+    #: divisible by 2**depth); empty disables it. The polyp literature uses [0.75, 1.0, 1.25].
+    multiscale: list[float] = Field(default_factory=list)
+    #: exponential moving average of the weights (e.g. 0.999); validated and saved weights are the EMA.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+
+    @field_validator("multiscale")
+    @classmethod
+    def _scales(cls, v: list[float]) -> list[float]:
+        if any(not 0.25 <= f <= 4 for f in v):
+            raise ValueError(f"multiscale factors must lie in [0.25, 4], got {v}")
+        return v
 
     @field_validator("name")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,10 +17,17 @@ from polypseg.models import build_model
 CHECKPOINT_FORMAT = 1
 
 
-def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
-    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int, time_fraction: float = 0.0) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based).
+
+    ``time_fraction`` (elapsed / wall-clock budget, for runs with ``--max-minutes``) makes warm-up
+    and decay schedules budget-aware: progress is the larger of the epoch and the time fractions, so
+    a run cut short by its budget still finishes its decay. The ``step`` schedule ignores it.
+    """
     sch = recipe.scheduler
     epoch_f = step / max(steps_per_epoch, 1)
+    if sch.name != "step":
+        epoch_f = max(epoch_f, time_fraction * recipe.epochs)
     if sch.name == "step":
         return sch.gamma ** (int(epoch_f) // sch.step_size)
     warm = sch.warmup_epochs
@@ -58,8 +66,10 @@ class SegModule(pl.LightningModule):
     the recipe, the decision threshold and library versions, so inference needs nothing else.
     """
 
-    def __init__(self, recipe: Recipe, preprocess: dict[str, Any]) -> None:
+    def __init__(self, recipe: Recipe, preprocess: dict[str, Any], time_budget_s: float | None = None) -> None:
         super().__init__()
+        self.time_budget_s = time_budget_s
+        self._t_start: float | None = None
         self.recipe = recipe
         self.preprocess = preprocess
         self.model: nn.Module = build_model(recipe.model.name, **recipe.model.args)
@@ -87,11 +97,38 @@ class SegModule(pl.LightningModule):
         v = value.detach().double().sum()
         self._sums[key] = self._sums.get(key, torch.zeros((), dtype=torch.float64, device=v.device)) + v
 
+    def _time_fraction(self) -> float:
+        if not self.time_budget_s or self._t_start is None:
+            return 0.0
+        return min(1.0, (time.perf_counter() - self._t_start) / self.time_budget_s)
+
+    def on_train_start(self) -> None:
+        self._t_start = time.perf_counter()
+
     def on_train_epoch_start(self) -> None:
         self._sums = {}
 
+    def rescale_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multi-scale training: resize a batch by a factor drawn (torch RNG) from ``recipe.multiscale``.
+
+        Images are resized bilinearly, masks with nearest neighbour; the new side is the multiple of
+        ``2**depth`` nearest to ``side * factor``.
+        """
+        scales = self.recipe.multiscale
+        if not scales:
+            return x, y
+        factor = scales[int(torch.randint(len(scales), ()).item())]
+        step = 2 ** int(self.recipe.model.args.get("depth", 4))
+        h, w = x.shape[-2:]
+        size = (max(step, round(h * factor / step) * step), max(step, round(w * factor / step) * step))
+        if size == (h, w):
+            return x, y
+        x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        y = nn.functional.interpolate(y, size=size, mode="nearest")
+        return x, y
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+        x, y = self.rescale_batch(*batch)
         loss = self._loss(self(self._prep(x)), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(

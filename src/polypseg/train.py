@@ -183,7 +183,8 @@ def fit(
         resume: continue from ``checkpoints/last.ckpt`` with the frozen config and split.
         devices: number of processes (CPU) or GPUs; above 1 Lightning's DDP is used.
         accelerator: "auto", "cpu", "gpu" (passed to Lightning).
-        max_minutes: wall-clock budget; training stops after the epoch that crosses it.
+        max_minutes: wall-clock budget; training stops when it is spent (finished epochs are kept),
+            and warm-up / cosine / poly schedules follow the budget so they complete their decay.
         layout: force a data layout instead of auto-detection.
         progress: show the rich progress bar and model summary.
         epochs: with ``resume``, train up to this many epochs in all (extends a finished run; the
@@ -242,9 +243,13 @@ def fit(
         samples, split, recipe.data.size, recipe.data.batch_size, recipe.data.augment, recipe.data.num_workers
     )
     dm.setup("fit")  # build the cache once, before any DDP process starts
-    module = SegModule(recipe, preprocess)
+    module = SegModule(recipe, preprocess, time_budget_s=max_minutes * 60 if max_minutes else None)
     recorder = RunRecorder(run_dir)
     callbacks: list[pl.Callback] = [recorder]
+    if recipe.ema_decay is not None:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=recipe.ema_decay))
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -269,7 +274,11 @@ def fit(
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     if trainer.is_global_zero:
         info = json.loads((run_dir / "env.json").read_text())
-        info.update(world_size=trainer.world_size, strategy=type(trainer.strategy).__name__)
+        info.update(
+            world_size=trainer.world_size,
+            strategy=type(trainer.strategy).__name__,
+            precision=str(trainer.precision),
+        )
         (run_dir / "env.json").write_text(json.dumps(info, indent=1))
     rows = read_metrics(run_dir) if (run_dir / "metrics.csv").exists() else []
     return RunResult(

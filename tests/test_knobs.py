@@ -1,0 +1,134 @@
+"""Each recipe knob of the improvement study does something measurable (a test fails if it is a no-op)."""
+
+import json
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from polypseg.checkpoint import load_checkpoint
+from polypseg.config import load_recipe
+from polypseg.data.augment import build_augment
+from polypseg.inference import Predictor
+from polypseg.models import build_model
+from polypseg.module import SegModule, lr_factor
+from polypseg.train import fit
+
+PRE = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+DATA = "synthetic:n=40,size=64,seed=9"
+
+
+def test_multiscale_resizes_batches_and_keeps_masks_binary() -> None:
+    recipe = load_recipe("quick", {"multiscale": [0.75, 1.25], "model.args.base": 4})
+    module = SegModule(recipe, PRE)
+    x = torch.randn(2, 3, 64, 64)
+    y = (torch.rand(2, 1, 64, 64) > 0.7).float()
+    torch.manual_seed(0)
+    sizes = set()
+    for _ in range(20):
+        xs, ys = module.rescale_batch(x, y)
+        assert xs.shape[-2:] == ys.shape[-2:]
+        assert set(ys.unique().tolist()) <= {0.0, 1.0}
+        sizes.add(xs.shape[-1])
+    assert sizes == {48, 80}  # 64 * 0.75 and 64 * 1.25, multiples of 2**4
+    plain = SegModule(load_recipe("quick", {"model.args.base": 4}), PRE)
+    assert plain.rescale_batch(x, y)[0] is x
+
+
+def test_deep_supervision_weights_aux_losses_and_trains_aux_heads() -> None:
+    recipe = load_recipe("quick", {"model.args.base": 4, "model.args.deep_supervision": True, "loss.name": "dice"})
+    module = SegModule(recipe, PRE).train()
+    x = torch.randn(2, 3, 64, 64)
+    y = (torch.rand(2, 1, 64, 64) > 0.7).float()
+    outs = module(x)
+    assert isinstance(outs, list) and len(outs) == 4
+    weights = [1.0, 0.5, 0.25, 0.125]
+    expected = sum(w * module.loss_fn(o, y) for w, o in zip(weights, outs, strict=True)) / sum(weights)
+    assert module._loss(outs, y).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert module._loss(outs, y).item() != pytest.approx(module.loss_fn(outs[0], y).item(), rel=1e-4)
+    module._loss(outs, y).backward()
+    for head in module.model.aux_heads:
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+def test_poly_and_warmup_schedules() -> None:
+    r = load_recipe("quick", {"scheduler.name": "poly", "scheduler.warmup_epochs": 0, "scheduler.min_lr_ratio": 0.0,
+                              "scheduler.power": 1.0, "epochs": 10})  # fmt: skip
+    assert lr_factor(r, 0, 10) == pytest.approx(1.0)
+    assert lr_factor(r, 50, 10) == pytest.approx(0.5)
+    assert lr_factor(r, 100, 10) == pytest.approx(0.0)
+
+
+class RampModel(nn.Module):
+    """Logits grow left to right and top to bottom: flips change the output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ramp = torch.linspace(-3, 3, w).view(1, 1, 1, w) + torch.linspace(-1, 1, h).view(1, 1, h, 1)
+        return ramp.expand(x.shape[0], 1, h, w) + 0 * x[:, :1]
+
+
+def test_flip_tta_averages_flipped_predictions() -> None:
+    frame = np.zeros((32, 32, 3), np.uint8)
+    plain = next(Predictor(RampModel(), 32, PRE["mean"], PRE["std"]).predict_proba([frame]))
+    tta = next(Predictor(RampModel(), 32, PRE["mean"], PRE["std"], tta=True).predict_proba([frame]))
+    ramp = RampModel()(torch.zeros(1, 3, 32, 32))[0, 0]
+    s = torch.sigmoid
+    expected = (s(ramp) + s(ramp.flip(-1)) + s(ramp.flip(-2))) / 3
+    assert np.allclose(plain, s(ramp).numpy(), atol=1e-6)
+    assert np.allclose(tta, expected.numpy(), atol=1e-6)
+    assert not np.allclose(plain, tta, atol=1e-2)
+
+
+def test_bf16_autocast_runs_convolutions_in_bf16() -> None:
+    model = build_model("unet", base=4, depth=2)
+    seen = []
+    model.stem.block[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(1, 3, 32, 32))
+    assert seen == [torch.bfloat16] and out.dtype == torch.bfloat16
+
+
+def _applied(preset: str, n: int = 30) -> set[str]:
+    """Names of the transforms a preset really applied over ``n`` seeded calls."""
+    aug = A.Compose(build_augment(preset, 64).transforms, save_applied_params=True)
+    names: set[str] = set()
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for seed in range(n):
+        aug.set_random_seed(seed)
+        out = aug(image=image, mask=np.zeros((64, 64), np.uint8))
+        names |= {t[0] for t in out["applied_transforms"]}
+    return names
+
+
+def test_strong_augmentation_applies_more_than_seed() -> None:
+    assert _applied("none") == set()
+    seed = _applied("seed")
+    assert seed == {"HorizontalFlip", "VerticalFlip", "Rotate", "Affine", "ColorJitter"}
+    strong = _applied("strong")
+    assert seed < strong
+    assert {"RandomResizedCrop", "CoarseDropout", "CLAHE"} <= strong
+    assert strong & {"ElasticTransform", "GridDistortion"} and strong & {"GaussianBlur", "GaussNoise"}
+
+
+@pytest.mark.slow
+def test_ema_and_bf16_in_a_real_run(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        "quick",
+        {"epochs": 1, "data.size": 64, "data.batch_size": 4, "model.args.base": 4, "ema_decay": 0.5,
+         "precision": "bf16-mixed", "multiscale": [0.75, 1.0]},
+    )  # fmt: skip
+    run = fit(recipe, [DATA], tmp_path / "run", progress=False).run_dir
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert "current_model_state" in ckpt  # Lightning's EMA callback saved both
+    averaged = ckpt["state_dict"]
+    current = ckpt["current_model_state"]
+    differs = [k for k in averaged if k.startswith("model.") and not torch.equal(averaged[k], current[k])]
+    assert differs, "the EMA weights equal the raw weights: EMA did nothing"
+    loaded = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    key = differs[0][len("model.") :]
+    assert torch.equal(loaded.model.state_dict()[key], averaged[differs[0]])
+    assert json.loads((run / "env.json").read_text())["precision"] == "bf16-mixed"
