@@ -131,3 +131,11 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert (run / "checkpoints" / "best.ckpt").exists()
     env = json.loads((run / "env.json").read_text())
     assert env["world_size"] == 2 and env["strategy"] == "DDPStrategy"
+
+
+def test_budget_spent_inside_first_epoch_still_leaves_checkpoints(tmp_path: Path) -> None:
+    recipe = _tiny(epochs=3, **{"data.batch_size": 2})
+    res = fit(recipe, [DATA], tmp_path / "short", max_minutes=0.0001, progress=False)
+    assert res.best_ckpt.exists() and res.last_ckpt.exists()
+    rows = read_metrics(res.run_dir)
+    assert len(rows) == 1 and rows[0]["epoch"] == 0 and 0 <= rows[0]["val_dice"] <= 1

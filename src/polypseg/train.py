@@ -272,6 +272,10 @@ def fit(
         default_root_dir=str(run_dir),
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    if recorder.saved_epoch < 0 and trainer.global_step > 0:
+        # The time budget ran out inside the first epoch, before any validation: validate the partly
+        # trained model once so the run still has its checkpoints and a metrics row.
+        trainer.validate(module, datamodule=dm, verbose=False)
     if trainer.is_global_zero:
         info = json.loads((run_dir / "env.json").read_text())
         info.update(
