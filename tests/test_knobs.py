@@ -60,6 +60,24 @@ def test_poly_and_warmup_schedules() -> None:
     assert lr_factor(r, 0, 10) == pytest.approx(1.0)
     assert lr_factor(r, 50, 10) == pytest.approx(0.5)
     assert lr_factor(r, 100, 10) == pytest.approx(0.0)
+    # budget-aware: half the wall-clock budget spent counts as half the run, even at step 0
+    assert lr_factor(r, 0, 10, time_fraction=0.5) == pytest.approx(0.5)
+    step = load_recipe("seed")
+    assert lr_factor(step, 0, 10, time_fraction=0.9) == 1.0  # the step schedule stays epoch-based
+
+
+def test_module_schedule_follows_time_budget() -> None:
+    recipe = load_recipe("quick", {"model.args.base": 4, "scheduler.warmup_epochs": 0, "epochs": 100})
+    module = SegModule(recipe, PRE, time_budget_s=10.0)
+    module._t_start = __import__("time").perf_counter() - 5.0  # half the budget spent
+    assert module._time_fraction() == pytest.approx(0.5, abs=0.01)
+    assert SegModule(recipe, PRE)._time_fraction() == 0.0
+    from types import SimpleNamespace
+
+    module._trainer = SimpleNamespace(estimated_stepping_batches=1000, max_epochs=100)
+    sched = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    low = recipe.scheduler.min_lr_ratio
+    assert sched.lr_lambdas[0](0) == pytest.approx(low + (1 - low) * 0.5, abs=0.02)  # cosine midpoint at step 0
 
 
 class RampModel(nn.Module):

@@ -34,6 +34,16 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def _labels(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        _fail(ValueError(f"--foreground-labels takes integers separated by commas, got {text!r}"))
+        raise  # unreachable: _fail exits
+
+
 def _fail(exc: Exception) -> None:
     console.print("[bold red]error:[/] ", end="")
     console.print(str(exc), markup=False, soft_wrap=True)
@@ -88,6 +98,9 @@ def train(
         str | None, typer.Option(help="Regex on file stems giving patient/video/centre groups.")
     ] = None,
     group_csv: Annotated[str | None, typer.Option(help="FILE:COLUMN of a CSV with a 'stem' column.")] = None,
+    foreground_labels: Annotated[
+        str | None, typer.Option(help="Mask labels that count as polyp in multi-label masks, e.g. '1,2'.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     tune: Annotated[bool, typer.Option(help="Tune the threshold on validation after training.")] = True,
 ) -> None:
@@ -108,6 +121,10 @@ def train(
                 "data.batch_size": batch_size,
                 "seed": seed,
                 "precision": precision,
+                "data.fold": fold,
+                "data.group_regex": group_regex,
+                "data.group_csv": group_csv,
+                "data.foreground_labels": _labels(foreground_labels),
             }
             rec = load_recipe(recipe, overrides)
         result = fit(
@@ -272,6 +289,9 @@ def demo(
 def data_check(
     paths: Annotated[list[str], typer.Argument(help="Data folders, .npz files or 'synthetic'.")],
     layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
+    foreground_labels: Annotated[
+        str | None, typer.Option(help="Mask labels that count as polyp in multi-label masks, e.g. '1,2'.")
+    ] = None,
 ) -> None:
     """Read every pair once; print counts per split, sizes, mask coverage and every problem.
     Exits 0 only when the data is usable."""
@@ -279,7 +299,7 @@ def data_check(
     from polypseg.data.errors import DataError
 
     try:
-        r = check_data(paths, layout)
+        r = check_data(paths, layout, _labels(foreground_labels))
     except DataError as exc:
         _fail(exc)
     table = Table(title="pairs")

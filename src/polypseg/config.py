@@ -66,6 +66,7 @@ class DataSpec(_Strict):
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
     fold: str | None = None
+    foreground_labels: list[int] | None = None
     group_regex: str | None = None
     group_csv: str | None = None
 

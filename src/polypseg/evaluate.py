@@ -148,7 +148,10 @@ def evaluate(
     data = _default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
     meta = predictor.meta
-    samples = select_samples(discover_all(list(data), layout), split, run_dir, meta.get("recipe"))
+    labels = (meta.get("recipe") or {}).get("data", {}).get("foreground_labels")
+    samples = select_samples(
+        discover_all(list(data), layout, foreground_labels=labels), split, run_dir, meta.get("recipe")
+    )
     if out_dir is None:
         out_dir = (run_dir / "eval" / split) if run_dir is not None else ckpt.parent / f"eval-{split}"
     out = Path(out_dir)
@@ -234,7 +237,9 @@ def tune_threshold(
     run_dir = run_dir_of(ckpt)
     data = _default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=0.5)
-    samples = select_samples(discover_all(list(data), layout), "val", run_dir, predictor.meta.get("recipe"))
+    recipe = predictor.meta.get("recipe") or {}
+    labels = recipe.get("data", {}).get("foreground_labels")
+    samples = select_samples(discover_all(list(data), layout, foreground_labels=labels), "val", run_dir, recipe)
     acc = SweepAccumulator(beta=beta)
     for _s, _image, gt, prob in iter_predictions(predictor, samples):
         acc.add(prob, gt)

@@ -178,7 +178,9 @@ class SegModule(pl.LightningModule):
         else:
             opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
         steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1)))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(self.recipe, step, steps_per_epoch))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(self.recipe, step, steps_per_epoch, self._time_fraction())
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -218,7 +218,11 @@ def fit(
     if accelerator in ("auto", "cpu") and not torch.cuda.is_available() and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
 
-    samples = apply_groups(discover_all(list(data), layout), recipe.data.group_regex, recipe.data.group_csv)
+    samples = apply_groups(
+        discover_all(list(data), layout, foreground_labels=recipe.data.foreground_labels),
+        recipe.data.group_regex,
+        recipe.data.group_csv,
+    )
     split_path = run_dir / "split.json"
     if split_path.exists():
         split = load_split(split_path, samples)

@@ -51,7 +51,7 @@ def _fingerprint(samples: Sequence, size: int) -> str:
     h = hashlib.sha1(f"v2 size={size}".encode())
     stats: dict[Path, str] = {}
     for s in samples:
-        h.update(f"{s.id}|{s.index}\n".encode())
+        h.update(f"{s.id}|{s.index}|{s.foreground_labels}\n".encode())
         for p in (s.image, s.mask):
             if p not in stats:
                 st = os.stat(p)

@@ -38,10 +38,12 @@ def _note_kind(note: str) -> str:
     return "masks normalised by threshold" if "normalised" in text else text.split(" converted")[0] + " converted"
 
 
-def check_data(paths: Sequence[str], layout: str | None = None) -> DataReport:
+def check_data(
+    paths: Sequence[str], layout: str | None = None, foreground_labels: Sequence[int] | None = None
+) -> DataReport:
     """Discover and read every pair of ``paths``; collect every problem instead of stopping at the first."""
     report = DataReport()
-    samples: list[Sample] = discover_all(paths, layout, problems=report.problems)
+    samples: list[Sample] = discover_all(paths, layout, report.problems, foreground_labels)
     notes = ReadNotes()
     widths, heights, fractions = [], [], []
     counts: Counter[str] = Counter()

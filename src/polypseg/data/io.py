@@ -137,13 +137,18 @@ def read_mask(
     return mask_to_binary(values, str(path), foreground_labels)
 
 
-def read_pair(image_path: Path, mask_path: Path, notes: ReadNotes | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(
+    image_path: Path,
+    mask_path: Path,
+    notes: ReadNotes | None = None,
+    foreground_labels: tuple[int, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an image and its mask, checking they have the same height and width.
 
     Returns ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})``.
     """
     image = read_image(image_path, notes=notes)
-    mask, normalised = read_mask(mask_path)
+    mask, normalised = read_mask(mask_path, foreground_labels=foreground_labels)
     if normalised and notes is not None:
         notes.add(f"{mask_path.name}: mask values normalised by threshold > {MASK_THRESHOLD}")
     if image.shape[:2] != mask.shape:

@@ -53,6 +53,7 @@ class Sample:
         split: predefined split ("train", "val", "test") or None when the source has none.
         group: patient / video / centre id (frames of one group never straddle splits), or None.
         index: row in the NPZ arrays (None for files).
+        foreground_labels: mask values that count as polyp in multi-label masks (None: the mask rule).
     """
 
     id: str
@@ -62,6 +63,7 @@ class Sample:
     split: str | None = None
     group: str | None = None
     index: int | None = None
+    foreground_labels: tuple[int, ...] | None = None
 
 
 Problems = list[str]
@@ -231,7 +233,7 @@ def _npz_arrays(path: str, mtime_ns: int) -> dict[str, np.ndarray]:
 def read_sample(sample: Sample, notes: ReadNotes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The sample's ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})`` from files or an NPZ."""
     if sample.index is None:
-        return read_pair(sample.image, sample.mask, notes)
+        return read_pair(sample.image, sample.mask, notes, sample.foreground_labels)
     arrays = _npz_arrays(str(sample.image), sample.image.stat().st_mtime_ns)
     img = arrays[f"{sample.split}_images"][sample.index]
     lab = arrays[f"{sample.split}_label"][sample.index]
@@ -241,7 +243,9 @@ def read_sample(sample: Sample, notes: ReadNotes | None = None) -> tuple[np.ndar
         img = np.repeat(img, 3, axis=2)
     if img.dtype != np.uint8:
         raise DataError(f"{sample.image}: {sample.split}_images has dtype {img.dtype}; expected uint8")
-    mask, normalised = mask_to_binary(np.asarray(lab).astype(np.uint8), f"{sample.id} in {sample.image}")
+    mask, normalised = mask_to_binary(
+        np.asarray(lab).astype(np.uint8), f"{sample.id} in {sample.image}", sample.foreground_labels
+    )
     if normalised and notes is not None:
         notes.add(f"{sample.id}: mask values normalised by threshold > 127")
     return np.ascontiguousarray(img), mask
@@ -301,9 +305,15 @@ def discover(path: str | Path, layout: str | None = None, problems: Problems | N
 
 
 def discover_all(
-    paths: Sequence[str | Path], layout: str | None = None, problems: Problems | None = None
+    paths: Sequence[str | Path],
+    layout: str | None = None,
+    problems: Problems | None = None,
+    foreground_labels: Sequence[int] | None = None,
 ) -> list[Sample]:
-    """Concatenate the samples of several sources; ids must stay unique."""
+    """Concatenate the samples of several sources; ids must stay unique.
+
+    ``foreground_labels`` (for multi-label masks) is attached to every sample.
+    """
     own: Problems = []
     samples: list[Sample] = []
     for p in paths:
@@ -317,6 +327,9 @@ def discover_all(
         problems += own
     elif own:
         raise DataError("the data sources clash", own)
+    if foreground_labels:
+        labels = tuple(int(v) for v in foreground_labels)
+        samples = [replace(s, foreground_labels=labels) for s in samples]
     return samples
 
 

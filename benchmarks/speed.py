@@ -1,0 +1,231 @@
+"""Training and inference speed of our models against MONAI's, in one process, with the machine's peak.
+
+    python benchmarks/speed.py                 # the default grid for this device (a few minutes on 2 cores)
+    python benchmarks/speed.py --full          # every model x setting (long on a CPU)
+    python benchmarks/speed.py --device cuda   # on a GPU (bf16, channels_last, torch.compile)
+
+For each model and setting it reports: parameters, forward GFLOPs per image (counted with
+``torch.utils.flop_counter``, 1 multiply-add = 2 FLOPs), training images/s (forward + backward + Adam
+step; counted as 3x the forward FLOPs), inference images/s (no grad), and the achieved GFLOP/s as a
+fraction of the peak of a 3x3 convolution measured in the same run with the same dtype and memory
+format. References in the same run: MONAI ``UNet`` (channels 32..512, strides 2, 2 residual units)
+and ``AttentionUnet`` (install with ``pip install -e .[bench]``). Results go to
+``benchmarks/results/speed-<device>-<time>.json`` and the printed table is markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import resource
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from polypseg.models import build_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def monai_models() -> dict[str, Callable[[], nn.Module]]:
+    try:
+        from monai.networks.nets import AttentionUnet, UNet
+    except ImportError:
+        print("MONAI is not installed (pip install -e .[bench]): reference rows are skipped")
+        return {}
+    return {
+        "monai_unet": lambda: UNet(2, 3, 1, channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2), num_res_units=2),
+        "monai_attention_unet": lambda: AttentionUnet(2, 3, 1, channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2)),
+    }
+
+
+def our_models() -> dict[str, Callable[[], nn.Module]]:
+    return {
+        "unet_b16": lambda: build_model("unet", base=16),
+        "unet_b32": lambda: build_model("unet", base=32),
+        "unet_b64": lambda: build_model("unet", base=64),
+        "attention_unet_b32": lambda: build_model("attention_unet", base=32),
+    }
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def forward_gflops(model: nn.Module, size: int, device: torch.device) -> float:
+    x = torch.randn(1, 3, size, size, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(x)
+    return counter.get_total_flops() / 1e9
+
+
+def timed(fn: Callable[[], None], device: torch.device, min_seconds: float, min_iters: int = 2) -> float:
+    """Seconds per call of ``fn`` after one warm-up call (repeats until both minimums are reached)."""
+    fn()
+    sync(device)
+    n, t0 = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - t0 < min_seconds:
+        fn()
+        n += 1
+    sync(device)
+    return (time.perf_counter() - t0) / n
+
+
+def conv_peak(device: torch.device, bf16: bool, channels_last: bool, min_seconds: float) -> float:
+    """GFLOP/s of a 3x3 convolution 64 -> 64 channels on (8, 64, 128, 128), forward only."""
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device)
+    x = torch.randn(8, 64, 128, 128, device=device)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    flops = 2 * 8 * 64 * 64 * 9 * 128 * 128
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    @torch.no_grad()
+    def run() -> None:
+        with ctx:
+            conv(x)
+
+    return flops / timed(run, device, min_seconds) / 1e9
+
+
+def measure(
+    make: Callable[[], nn.Module],
+    device: torch.device,
+    size: int,
+    batch: int,
+    bf16: bool,
+    channels_last: bool,
+    compiled: bool,
+    min_seconds: float,
+) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = make().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    runner = torch.compile(model) if compiled else model
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = (torch.rand(batch, 1, size, size, device=device) > 0.9).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+
+    def train_step() -> None:
+        with ctx():
+            out = runner(x)
+        loss = nn.functional.binary_cross_entropy_with_logits(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer() -> None:
+        with ctx():
+            runner(x)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    model.train()
+    t_train = timed(train_step, device, min_seconds)
+    model.eval()
+    t_infer = timed(infer, device, min_seconds)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {"train_img_s": batch / t_train, "infer_img_s": batch / t_infer, "peak_mem_mib": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--full", action="store_true", help="every model x setting")
+    ap.add_argument("--models", nargs="*", default=None)
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    makers = {**our_models(), **monai_models()}
+    if args.models:
+        makers = {k: v for k, v in makers.items() if k in args.models}
+    cpu = device.type == "cpu"
+    if args.full:
+        grid = list(itertools.product([256, 352], [1, 8], [False, True], [False, True], [False, True]))
+    elif cpu:
+        # (size, batch, bf16, channels_last, compiled): the settings that decide the CPU default
+        grid = [(256, 8, False, False, False), (256, 8, False, True, False), (256, 8, True, True, False),
+                (256, 1, True, True, False), (256, 8, True, True, True)]  # fmt: skip
+    else:
+        grid = [(352, 8, False, False, False), (352, 8, True, False, False), (352, 8, True, True, False),
+                (352, 8, True, True, True), (352, 1, True, True, False), (256, 8, True, True, True)]  # fmt: skip
+    peaks: dict[str, float] = {}
+    for bf16, cl in sorted({(g[2], g[3]) for g in grid}):
+        key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
+        peaks[key] = conv_peak(device, bf16, cl, args.min_seconds)
+        print(f"peak 3x3 conv {key}: {peaks[key]:.1f} GFLOP/s", flush=True)
+    rows = []
+    for name, make in makers.items():
+        m = make()
+        params = sum(p.numel() for p in m.parameters())
+        for size, batch, bf16, cl, comp in grid:
+            if cpu and name == "unet_b64" and not bf16 and size > 256:
+                continue  # minutes per step on 2 cores
+            gf = forward_gflops(m, size, torch.device("cpu")) if size else 0.0
+            try:
+                r = measure(make, device, size, batch, bf16, cl, comp, args.min_seconds)
+            except Exception as exc:
+                print(f"{name} {size} b{batch} bf16={bf16} cl={cl} compile={comp}: failed: {exc}", flush=True)
+                continue
+            key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
+            achieved = r["train_img_s"] * 3 * gf
+            row = {
+                "model": name, "params_m": params / 1e6, "size": size, "batch": batch, "bf16": bf16,
+                "channels_last": cl, "compiled": comp, "fwd_gflops": gf, **r,
+                "train_gflop_s": achieved, "train_frac_peak": achieved / peaks[key],
+                "infer_gflop_s": r["infer_img_s"] * gf, "infer_frac_peak": r["infer_img_s"] * gf / peaks[key],
+            }  # fmt: skip
+            rows.append(row)
+            print(
+                f"{name:22s} {size} b{batch} {key:18s} compile={comp!s:5s} {gf:6.1f} GFLOP  "
+                f"train {r['train_img_s']:7.2f} img/s ({row['train_frac_peak']:.0%} of peak)  "
+                f"infer {r['infer_img_s']:7.1f} img/s ({row['infer_frac_peak']:.0%})",
+                flush=True,
+            )
+    out = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "peaks_gflop_s": peaks,
+        "rows": rows,
+        "command": "python benchmarks/speed.py" + (" --full" if args.full else "") + f" --device {device.type}",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(out, indent=1))
+    print(
+        "\n| model | size | batch | dtype | layout | compile | GFLOP/img | train img/s | % peak "
+        "| infer img/s | % peak |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['size']} | {r['batch']} | {'bf16' if r['bf16'] else 'fp32'} | "
+            f"{'CL' if r['channels_last'] else 'NCHW'} | {'yes' if r['compiled'] else 'no'} | {r['fwd_gflops']:.1f} | "
+            f"{r['train_img_s']:.2f} | {r['train_frac_peak']:.0%} | {r['infer_img_s']:.1f} | "
+            f"{r['infer_frac_peak']:.0%} |"
+        )
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
