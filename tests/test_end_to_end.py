@@ -139,3 +139,34 @@ def test_budget_spent_inside_first_epoch_still_leaves_checkpoints(tmp_path: Path
     assert res.best_ckpt.exists() and res.last_ckpt.exists()
     rows = read_metrics(res.run_dir)
     assert len(rows) == 1 and rows[0]["epoch"] == 0 and 0 <= rows[0]["val_dice"] <= 1
+
+
+def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path) -> None:
+    from polypseg.data.synthetic import render_frame
+
+    arrays = {}
+    index = 0
+    for split, n in (("train", 24), ("val", 6), ("test", 6)):
+        frames = [render_frame(7, index + i, 64) for i in range(n)]
+        index += n
+        arrays[f"{split}_images"] = np.stack([f[0] for f in frames])
+        arrays[f"{split}_label"] = np.stack([f[1] for f in frames])
+    npz = tmp_path / "PolypGenMSBench.npz"
+    np.savez_compressed(npz, **arrays)
+    run = fit(_tiny(epochs=1), [str(npz)], tmp_path / "npz", progress=False)
+    split = json.loads((run.run_dir / "split.json").read_text())["splits"]
+    assert [len(split[k]) for k in ("train", "val", "test")] == [24, 6, 6]
+    from polypseg.evaluate import evaluate
+
+    assert evaluate(run.run_dir, split="test").summary["metrics"]["n_images"] == 6
+
+    res = CliRunner().invoke(
+        app,
+        ["train", "--data", DATA, "--out", str(tmp_path / "fold"), "--epochs", "1", "--size", "64",
+         "--fold", "2/4", "--group-regex", r"syn3_000(\d)", "--no-progress", "--no-tune"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import yaml
+
+    cfg = yaml.safe_load((tmp_path / "fold" / "config.yaml").read_text())["recipe"]["data"]
+    assert cfg["fold"] == "2/4" and cfg["group_regex"] == r"syn3_000(\d)"

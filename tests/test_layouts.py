@@ -178,3 +178,35 @@ def test_shared_data_smoke() -> None:
     assert len(kvasir) == 900 and len(clinic) == 550
     image, mask = read_sample(kvasir[0])
     assert image.shape[:2] == mask.shape and mask.max() == 1
+
+
+def test_palette_images_and_masks(tmp_path: Path) -> None:
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    Image.fromarray(_img(4)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(
+        tmp_path / "d" / "images" / "a.png"
+    )
+    mask = Image.fromarray((_mask() > 0).astype(np.uint8), mode="L").convert("P")
+    mask.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    mask.save(tmp_path / "d" / "masks" / "a.png")
+    report = check_data([str(tmp_path / "d")])
+    assert report.usable and report.note_counts == {"image mode P converted": 1}
+    image, m = read_sample(discover(tmp_path / "d")[0])
+    assert image.shape == (24, 32, 3) and m.sum() == 8 * 14  # palette index 1 is the polyp
+
+
+def test_multilabel_masks_need_named_labels(tmp_path: Path) -> None:
+    root = tmp_path / "ml"
+    labels = np.zeros((24, 32), np.uint8)
+    labels[2:6, 2:6] = 1
+    labels[10:20, 10:20] = 2
+    _write(root / "images" / "x.png", _img(1))
+    _write(root / "masks" / "x.png", labels)
+    assert not check_data([str(root)]).usable
+    assert check_data([str(root)], foreground_labels=[2]).usable
+    from polypseg.data.sources import discover_all
+
+    (s,) = discover_all([root], foreground_labels=[1, 2])
+    assert read_sample(s)[1].sum() == 16 + 100
+    res = CliRunner().invoke(app, ["data", "check", str(root), "--foreground-labels", "2"])
+    assert res.exit_code == 0, res.output
