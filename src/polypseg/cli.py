@@ -285,6 +285,22 @@ def demo(
     )
 
 
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+) -> None:
+    """Export the model to ONNX (self-describing; predict and evaluate accept the .onnx file)."""
+    from polypseg.export import export_onnx
+
+    try:
+        path = export_onnx(run, out, opset)
+    except (ImportError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"exported {path}")
+
+
 @data_app.command("check")
 def data_check(
     paths: Annotated[list[str], typer.Argument(help="Data folders, .npz files or 'synthetic'.")],

@@ -35,11 +35,12 @@ class Predictor:
         tta: average the probabilities of the frame and its horizontal and vertical flips.
         batch_size: frames per forward pass.
         bf16: run under bf16 autocast (CPU with bf16 units, or CUDA).
+        onnx_session: an ONNX Runtime session to run instead of ``model`` (see :meth:`from_checkpoint`).
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None,
         size: int,
         mean: Sequence[float],
         std: Sequence[float],
@@ -48,21 +49,29 @@ class Predictor:
         tta: bool = False,
         batch_size: int = 8,
         bf16: bool = False,
+        onnx_session: object | None = None,
     ) -> None:
+        self.session = onnx_session
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
-        self.channels_last = True
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = None
+        if model is not None:
+            self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        elif onnx_session is None:
+            raise ValueError("give a model or an ONNX Runtime session")
+        self.meta: dict = {}
         self.size, self.mean, self.std = int(size), tuple(mean), tuple(std)
         self.threshold = float(threshold)
         self.tta, self.batch_size, self.bf16 = tta, int(batch_size), bf16
 
     @classmethod
     def from_checkpoint(cls, run_or_ckpt: str | Path, threshold: float | None = None, **kwargs: object) -> Predictor:
-        """Build from a run folder (its ``best.ckpt``) or a checkpoint file.
+        """Build from a run folder (its ``best.ckpt``), a checkpoint file, or an exported ``.onnx`` file
+        (run by ONNX Runtime on the CPU).
 
         ``threshold`` overrides the one stored in the checkpoint (tuned on validation, or 0.5).
         """
+        if Path(run_or_ckpt).suffix == ".onnx":
+            return cls._from_onnx(Path(run_or_ckpt), threshold, **kwargs)
         loaded = load_checkpoint(resolve_checkpoint(run_or_ckpt))
         pre = loaded.meta["preprocess"]
         thr = loaded.meta.get("threshold", 0.5) if threshold is None else threshold
@@ -70,14 +79,51 @@ class Predictor:
         pred.meta = loaded.meta
         return pred
 
-    @torch.inference_mode()
+    @classmethod
+    def _from_onnx(cls, path: Path, threshold: float | None, **kwargs: object) -> Predictor:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ImportError("running .onnx models needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
+        from polypseg.export import read_onnx_meta
+
+        meta = read_onnx_meta(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        pre = meta["preprocess"]
+        thr = meta.get("threshold", 0.5) if threshold is None else threshold
+        kwargs.pop("device", None)
+        pred = cls(None, pre["size"], pre["mean"], pre["std"], threshold=thr, device="cpu", onnx_session=session,
+                   **kwargs)  # type: ignore[arg-type]  # fmt: skip
+        pred.meta = meta
+        return pred
+
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.session is not None:
+            return self._forward_onnx(batch)
+        return self._forward_torch(batch)
+
+    def _forward_onnx(self, batch: torch.Tensor) -> torch.Tensor:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            (logits,) = self.session.run(["logits"], {"image": x.contiguous().numpy()})  # type: ignore[union-attr]
+            return torch.sigmoid(torch.from_numpy(logits))
+
+        prob = run(batch)
+        if self.tta:
+            prob = (prob + run(batch.flip(-1)).flip(-1) + run(batch.flip(-2)).flip(-2)) / 3
+        return prob[:, 0]
+
+    @torch.inference_mode()
+    def _forward_torch(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+        model = self.model
+        assert model is not None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            prob = torch.sigmoid(self.model(batch).float())
+            prob = torch.sigmoid(model(batch).float())
             if self.tta:
-                prob = prob + torch.sigmoid(self.model(batch.flip(-1)).float()).flip(-1)
-                prob = prob + torch.sigmoid(self.model(batch.flip(-2)).float()).flip(-2)
+                prob = prob + torch.sigmoid(model(batch.flip(-1)).float()).flip(-1)
+                prob = prob + torch.sigmoid(model(batch.flip(-2)).float()).flip(-2)
                 prob = prob / 3
         return prob[:, 0].float().cpu()
 
