@@ -145,6 +145,43 @@ def measure(
     return {"train_img_s": batch / t_train, "infer_img_s": batch / t_infer, "peak_mem_mib": peak}
 
 
+def predictor_fps(device: torch.device, min_seconds: float) -> list[dict]:
+    """End-to-end frames/s of :class:`polypseg.inference.Predictor` on 256x256 uint8 frames, batch 8
+    (resize, normalise, model, sigmoid, resize back), for the real-time model (U-Net base 16) in fp32,
+    bf16 autocast and ONNX Runtime, against the full model (U-Net base 64)."""
+    import numpy as np
+
+    from polypseg.inference import Predictor
+
+    frames = [np.random.default_rng(i).integers(0, 256, (256, 256, 3), dtype=np.uint8) for i in range(8)]
+    rows = []
+    for name, base in (("unet_b16", 16), ("unet_b64", 64)):
+        for bf16 in (False, True):
+            pred = Predictor(build_model("unet", base=base), 256, (0.5,) * 3, (0.5,) * 3, device=device, bf16=bf16)
+            sec = timed(lambda p=pred: list(p.predict_mask(frames)), device, min_seconds)
+            rows.append({"model": name, "backend": "torch " + ("bf16" if bf16 else "fp32"), "fps": 8 / sec})
+            print(f"predictor {name} {rows[-1]['backend']}: {rows[-1]['fps']:.1f} frames/s", flush=True)
+    if device.type == "cpu":
+        try:
+            import onnxruntime as ort
+
+            onnx_path = RESULTS / "_speed_unet_b16.onnx"
+            model = build_model("unet", base=16).eval()
+            torch.onnx.export(model, (torch.randn(2, 3, 256, 256),), str(onnx_path), dynamo=True,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
+                              external_data=False)  # fmt: skip
+            sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            pred = Predictor(None, 256, (0.5,) * 3, (0.5,) * 3, onnx_session=sess)
+            sec = timed(lambda: list(pred.predict_mask(frames)), device, min_seconds)
+            rows.append({"model": "unet_b16", "backend": "onnxruntime fp32", "fps": 8 / sec})
+            print(f"predictor unet_b16 onnxruntime fp32: {rows[-1]['fps']:.1f} frames/s", flush=True)
+            onnx_path.unlink()
+        except ImportError:
+            print("onnxruntime / onnxscript not installed: ONNX row skipped")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -199,7 +236,9 @@ def main() -> None:
                 f"infer {r['infer_img_s']:7.1f} img/s ({row['infer_frac_peak']:.0%})",
                 flush=True,
             )
+    predictor_rows = predictor_fps(device, args.min_seconds)
     out = {
+        "predictor_fps_256_batch8": predictor_rows,
         "device": str(device),
         "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
         "torch": str(torch.__version__),

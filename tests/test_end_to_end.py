@@ -170,3 +170,23 @@ def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path) -> None:
 
     cfg = yaml.safe_load((tmp_path / "fold" / "config.yaml").read_text())["recipe"]["data"]
     assert cfg["fold"] == "2/4" and cfg["group_regex"] == r"syn3_000(\d)"
+
+
+def test_predict_video_writes_overlay_video_and_frame_csv(tmp_path: Path) -> None:
+    from polypseg.data.synthetic import render_frame
+
+    run = fit(_tiny(epochs=1), [DATA], tmp_path / "run", progress=False).run_dir
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 80))
+    for i in range(11):
+        writer.write(cv2.resize(render_frame(1, i, 96)[0], (96, 80))[..., ::-1])
+    writer.release()
+    res = CliRunner().invoke(app, ["predict", str(run), str(video), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "out" / "clip_frames.csv").read_text().splitlines()
+    assert rows[0] == "frame,polyp_fraction,polyp_found" and len(rows) == 1 + 11
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "clip_overlay.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 11 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 96

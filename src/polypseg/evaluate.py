@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,12 @@ def select_samples(
         try:
             ids = load_split(run_dir / "split.json", samples)[split]
         except DataError:
-            ids = None  # other data than the run's: fall back to the data's own split
+            # other data than the run's: its own predefined (or seeded) split applies; say so
+            warnings.warn(
+                f"the data is not the data of {run_dir / 'split.json'}; using the data's own {split!r} split",
+                stacklevel=2,
+            )
+            ids = None
     if ids is None:
         data = (recipe or {}).get("data", {})
         ids = make_split(

@@ -1,15 +1,73 @@
-"""``predict``: masks and overlays for image files or folders of images."""
+"""``predict``: masks and overlays for image files, folders of images, and videos."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import itertools
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from polypseg.data.errors import DataError
 from polypseg.data.io import IMAGE_EXTENSIONS, read_image
 from polypseg.inference import Predictor, overlay
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg")
+
+
+def _video_frames(path: Path, info: dict) -> Iterator[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"cannot open video {path}: unsupported codec or not a video file")
+    info["fps"] = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def predict_video(predictor: Predictor, path: Path, out_dir: Path) -> tuple[Path, Path, float]:
+    """Segment every frame of a video, in batches.
+
+    Writes ``<stem>_overlay.mp4`` (prediction outlined and tinted, at the video's frame rate) and
+    ``<stem>_frames.csv`` (per frame: predicted polyp area fraction and whether any polyp was found).
+    Returns ``(video path, csv path, frames per second achieved)``.
+    """
+    info: dict = {}
+    frames = _video_frames(path, info)
+    first = next(frames, None)
+    if first is None:
+        raise DataError(f"video {path} has no frames")
+    h, w = first.shape[:2]
+    video_out = out_dir / f"{path.stem}_overlay.mp4"
+    writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (w, h))
+    held: list[np.ndarray] = []
+
+    def stream() -> Iterator[np.ndarray]:
+        for frame in itertools.chain([first], frames):
+            held.append(frame)  # kept until its mask comes back, to draw the overlay
+            yield frame
+
+    csv_out = out_dir / f"{path.stem}_frames.csv"
+    t0 = time.perf_counter()
+    n = 0
+    with csv_out.open("w", newline="") as fh:
+        rows = csv.writer(fh)
+        rows.writerow(["frame", "polyp_fraction", "polyp_found"])
+        for n, mask in enumerate(predictor.predict_mask(stream())):
+            frame = held.pop(0)
+            writer.write(cv2.cvtColor(overlay(frame, mask), cv2.COLOR_RGB2BGR))
+            frac = float(mask.mean())
+            rows.writerow([n, f"{frac:.6f}", int(frac > 0)])
+    writer.release()
+    return video_out, csv_out, (n + 1) / (time.perf_counter() - t0)
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -26,6 +84,8 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
             if not found:
                 raise DataError(f"{p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
+        elif p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+            continue  # videos are handled by predict()
         elif p.is_file():
             files.append(p)
         else:
@@ -42,9 +102,12 @@ def predict(
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (0 / 255, at the input's size) and ``<stem>_overlay.png`` per image.
 
-    Returns the mask paths, in input order.
+    Videos (``.mp4``, ``.avi``, ...) give an overlay video and a per-frame CSV (:func:`predict_video`).
+
+    Returns the written mask paths (for videos, the CSV paths), in input order.
     """
     files = collect_images(inputs)
+    videos = [Path(p) for p in inputs if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_EXTENSIONS]
     predictor = Predictor.from_checkpoint(run_or_ckpt, threshold=threshold, tta=tta)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,4 +122,6 @@ def predict(
         cv2.imwrite(str(mask_path), mask * 255)
         cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
         written.append(mask_path)
+    for video in videos:
+        written.append(predict_video(predictor, video, out)[1])
     return written
