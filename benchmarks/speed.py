@@ -215,6 +215,8 @@ def main() -> None:
         for size, batch, bf16, cl, comp in grid:
             if cpu and name == "unet_b64" and not bf16 and size > 256:
                 continue  # minutes per step on 2 cores
+            if cpu and comp and not args.full and name not in ("unet_b32", "monai_unet"):
+                continue  # torch.compile takes minutes per model on 2 cores: one of ours, one reference
             gf = forward_gflops(m, size, torch.device("cpu")) if size else 0.0
             try:
                 r = measure(make, device, size, batch, bf16, cl, comp, args.min_seconds)
