@@ -249,13 +249,16 @@ def demo(
     size: Annotated[int, typer.Option(help="Synthetic frame size (pixels).")] = 128,
     epochs: Annotated[int | None, typer.Option(help="Override the quick recipe's epochs.")] = None,
 ) -> None:
-    """Train the quick recipe on the built-in synthetic set, evaluate on its held-out test split,
-    and write overlays: everything a first-time user needs to see, in a few minutes on a CPU."""
+    """Train the quick recipe on the built-in synthetic set, tune the threshold on its validation
+    split, evaluate on its held-out test split, write the report and a few overlays: everything a
+    first-time user needs to see, in a few minutes on a CPU."""
     import shutil
 
     from polypseg.config import load_recipe
+    from polypseg.data.sources import discover
     from polypseg.evaluate import evaluate as run_eval
     from polypseg.predict import predict as run_predict
+    from polypseg.report import make_report
     from polypseg.train import fit
 
     _quiet_lightning()
@@ -270,12 +273,8 @@ def demo(
     console.rule("2/3 evaluating on the held-out test split")
     res = run_eval(out, data, "test")
     _print_summary(res.summary, "held-out synthetic test split")
-    from polypseg.report import make_report
-
     report_path = make_report(out, "test", res.out_dir, data)
     console.rule("3/3 predicting overlays for a few test images")
-    from polypseg.data.sources import discover
-
     test_images = [s.image for s in discover(data[0]) if s.split == "test"][:6]
     run_predict(out, test_images, out / "overlays")
     dice = res.summary["metrics"]["mean"]["dice"]
