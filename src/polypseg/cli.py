@@ -230,13 +230,16 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for masks and overlays.")],
     threshold: Annotated[float | None, typer.Option(help="Override the checkpoint's threshold.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="bf16 autocast: about 2x faster on CPUs with bf16 units and on GPUs.")
+    ] = False,
 ) -> None:
     """Write a 0/255 mask PNG (at each input's size) and an overlay PNG per image."""
     from polypseg.data.errors import DataError
     from polypseg.predict import predict as run_predict
 
     try:
-        written = run_predict(run, inputs, out, threshold, tta)
+        written = run_predict(run, inputs, out, threshold, tta, bf16)
     except (DataError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     console.print(f"wrote {len(written)} masks and overlays to {out}")

@@ -99,6 +99,7 @@ def predict(
     out_dir: str | Path,
     threshold: float | None = None,
     tta: bool = False,
+    bf16: bool = False,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (0 / 255, at the input's size) and ``<stem>_overlay.png`` per image.
 
@@ -108,7 +109,7 @@ def predict(
     """
     files = collect_images(inputs)
     videos = [Path(p) for p in inputs if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_EXTENSIONS]
-    predictor = Predictor.from_checkpoint(run_or_ckpt, threshold=threshold, tta=tta)
+    predictor = Predictor.from_checkpoint(run_or_ckpt, threshold=threshold, tta=tta, bf16=bf16)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

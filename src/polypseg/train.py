@@ -71,7 +71,7 @@ class RunRecorder(pl.Callback):
     def _save(self, trainer: pl.Trainer, name: str) -> None:
         path = self.run_dir / "checkpoints" / f"{name}.ckpt"
         tmp = path.with_name(f"{name}.ckpt.tmp")
-        trainer.save_checkpoint(tmp)  # collective; writes on global rank 0, then a barrier
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective: rank 0 writes, barrier
         if trainer.is_global_zero:
             os.replace(tmp, path)
 
