@@ -101,6 +101,9 @@ def run_one(dataset: str, spec: str, seed: int, minutes: float, size: int) -> di
     return result
 
 
+MARKER = "<!-- written by hand below this line; benchmarks/quality.py --table keeps it -->"
+
+
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """Rebuild the markdown table from every result JSON, the seed recipe as the baseline row."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("quality-*.json"))]
@@ -133,7 +136,10 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
             )
         lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rs] + [""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    kept = ""
+    if path.exists() and MARKER in path.read_text():
+        kept = path.read_text().split(MARKER, 1)[1]  # the hand-written observations below the marker
+    path.write_text("\n".join(lines) + "\n" + MARKER + kept)
     print(f"written {path}")
 
 
