@@ -150,3 +150,22 @@ def test_ema_and_bf16_in_a_real_run(tmp_path: Path) -> None:
     key = differs[0][len("model.") :]
     assert torch.equal(loaded.model.state_dict()[key], averaged[differs[0]])
     assert json.loads((run / "env.json").read_text())["precision"] == "bf16-mixed"
+
+
+@pytest.mark.slow
+def test_bf16_predictions_match_fp32_within_tolerance(tmp_path: Path) -> None:
+    """The bf16 path (the CPU default of quick/strong) gives the fp32 answer on a small trained model:
+    probabilities within 0.05 everywhere and at least 99 % of mask pixels identical. (On the demo's
+    20-epoch model the largest probability difference measured 0.107, with 99.94 % of mask pixels
+    identical: the bound is for this model, the agreement figure is the one to quote.)"""
+    from polypseg.data.sources import discover, read_sample
+
+    recipe = load_recipe("quick", {"epochs": 2, "data.size": 64, "model.args.base": 8, "data.batch_size": 4})
+    run = fit(recipe, ["synthetic:n=40,size=64,seed=4"], tmp_path / "run", progress=False).run_dir
+    frames = [read_sample(s)[0] for s in discover("synthetic:n=40,size=64,seed=4") if s.split == "test"]
+    fp32 = list(Predictor.from_checkpoint(run).predict_proba(frames))
+    bf16 = list(Predictor.from_checkpoint(run, bf16=True).predict_proba(frames))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(fp32, bf16, strict=True))
+    agree = np.mean([np.mean((a > 0.5) == (b > 0.5)) for a, b in zip(fp32, bf16, strict=True)])
+    assert diff < 0.05 and agree >= 0.99, (diff, agree)
+    assert diff > 0  # the bf16 path really ran in bf16
