@@ -1,19 +1,26 @@
 """Quality under an equal wall-clock budget: recipes and single-knob ablations on real polyp data.
 
     python benchmarks/quality.py --recipes seed strong --seeds 0 1 --minutes 20 --size 192
-    python benchmarks/quality.py --recipes "seed+loss.name=bce_dice" --minutes 10      # an ablation
-    python benchmarks/quality.py --table                                                # rebuild docs/results.md
+    python benchmarks/quality.py --recipes seed16 "seed16+loss.name=bce_dice" --minutes 10   # an ablation
+    python benchmarks/quality.py --recipes seed16@tta seed16@threshold --minutes 10        # evaluation knobs
+    python benchmarks/quality.py --ablations --datasets polypgen --minutes 10              # every knob
+    python benchmarks/quality.py --table                                                   # rebuild docs/results.md
 
-Each (data set, recipe, seed) trains with ``--max-minutes`` on 2 CPU cores at a CPU-friendly size,
-then is evaluated on the validation split at original resolution with threshold 0.5 (no tuning:
+Each (data set, recipe, seed, budget) trains with ``--max-minutes`` on 2 CPU cores at a CPU-friendly
+size, then is evaluated on the validation split at original resolution with threshold 0.5 (no tuning:
 tuning on the split we report would flatter it). Results go to
-``benchmarks/results/quality-<dataset>-<recipe>-s<seed>.json``; run folders to ``runs/quality/``.
+``benchmarks/results/quality-<dataset>-<spec>-s<seed>-<minutes>min.json``; run folders to
+``runs/quality/<dataset>/``.
 
 Resumable: a finished result is skipped; an interrupted run resumes from its ``last.ckpt`` with the
 rest of its budget (the seconds already spent are read from its ``metrics.csv``).
 
 A recipe spec is a recipe name, optionally followed by ``+key=value`` overrides (dotted keys, YAML
-values): ``seed+loss.name=bce_dice+optimizer.name=adamw``.
+values): ``seed+loss.name=bce_dice+optimizer.name=adamw``, and optionally by one evaluation knob that
+needs no training of its own: ``@tta`` (flip test-time augmentation) or ``@threshold`` (the threshold
+tuned two-fold on the validation images: each half is scored at the threshold tuned on the other,
+an honest estimate of what tuning is worth). A spec's Δ in the table is against its base recipe (the
+name before ``+`` / ``@``) at the same budget; a plain recipe's Δ is against ``seed``.
 """
 
 from __future__ import annotations
@@ -33,35 +40,82 @@ from polypseg.train import fit, read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-DATASETS = {
-    "polyp-train": [str(SHARED / "polyp-train" / "kvasir"), str(SHARED / "polyp-train" / "clinicdb")],
-    "polypgen": [str(SHARED / "polypgen")],
-}
+RUNS = ROOT / "runs" / "quality"
+DATASETS = {"polyp-train": ["polyp-train/kvasir", "polyp-train/clinicdb"], "polypgen": ["polypgen"]}
+#: where the data sets live (--data-root), the device tag of result names (--tag) and extra recipe
+#: overrides that do not change what is measured, only how fast (--workers): set by main()
+SETTINGS: dict = {"root": SHARED, "tag": "", "extra": {}}
 
 
-def parse_spec(spec: str) -> tuple[str, dict]:
-    """``"seed+loss.name=bce_dice"`` -> ``("seed", {"loss.name": "bce_dice"})``."""
-    name, *parts = spec.split("+")
+#: The single-knob ablations: each changes one thing of ``seed16`` (the report's recipe at base 16).
+ABLATIONS = [
+    "seed16",
+    "seed16@threshold",
+    "seed16@tta",
+    "seed16+loss.name=bce_dice",
+    "seed16+optimizer.name=adamw+optimizer.lr=0.002+scheduler.name=cosine+scheduler.warmup_epochs=1",
+    "seed16+data.augment=strong",
+    "seed16+model.args.deep_supervision=true",
+    "seed16+multiscale=[0.75,1.0,1.25]",
+    "seed16+model.name=attention_unet",
+    "seed16+loss.name=structure",
+    "seed16+loss.name=focal",
+    "seed16+loss.name=bce+loss.args.pos_weight=5",
+    "seed16+ema_decay=0.99",
+    "seed16+precision=32",
+]
+EVAL_KNOBS = ("tta", "threshold")
+
+
+def parse_spec(spec: str) -> tuple[str, dict, str | None]:
+    """``"seed+loss.name=bce_dice@tta"`` -> ``("seed", {"loss.name": "bce_dice"}, "tta")``."""
+    train_spec, _, knob = spec.partition("@")
+    if knob and knob not in EVAL_KNOBS:
+        raise SystemExit(f"unknown evaluation knob @{knob} in {spec!r}: use one of {EVAL_KNOBS}")
+    name, *parts = train_spec.split("+")
     overrides = {}
     for p in parts:
         key, _, value = p.partition("=")
         overrides[key] = yaml.safe_load(value)
-    return name, overrides
+    return name, overrides, knob or None
 
 
 def slug(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec)
+    return re.sub(r"[^A-Za-z0-9_.=@-]+", "_", spec)
+
+
+def base_of(spec: str) -> str:
+    """The row a spec's Δ is measured against: its recipe for variants, ``seed`` for plain recipes."""
+    name = re.split(r"[+@]", spec, maxsplit=1)[0]
+    return name if name != spec else "seed"
+
+
+def _row(summary: dict, metrics: dict) -> dict:
+    return {
+        "n_val": metrics["n_images"],
+        "mDice": metrics["mean"]["dice"],
+        "mIoU": metrics["mean"]["iou"],
+        "precision": metrics["mean"]["precision"],
+        "recall": metrics["mean"]["recall"],
+        "pooled_dice": metrics["pooled"]["dice"],
+        "s_measure": summary["structure"]["s_measure"],
+        "mae": summary["structure"]["mae"],
+    }
 
 
 def run_one(dataset: str, spec: str, seed: int, minutes: float, size: int) -> dict:
-    out_json = RESULTS / f"quality-{dataset}-{slug(spec)}-s{seed}.json"
+    tag = f"{SETTINGS['tag']}-" if SETTINGS["tag"] else ""
+    out_json = RESULTS / f"quality-{tag}{dataset}-{slug(spec)}-s{seed}-{minutes:g}min.json"
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())
-    name, overrides = parse_spec(spec)
+    name, overrides, knob = parse_spec(spec)
+    train_spec = spec.partition("@")[0]
+    run_dir = RUNS / dataset / f"{tag}{slug(train_spec)}-s{seed}-{minutes:g}min"
+    if knob is not None:
+        return _eval_knob(dataset, spec, seed, minutes, size, run_dir, knob, out_json)
     recipe = load_recipe(name, {**overrides, "seed": seed, "data.size": size, "data.test_fraction": 0.0,
-                                "data.val_fraction": 0.1})  # fmt: skip
-    run_dir = ROOT / "runs" / "quality" / dataset / f"{slug(spec)}-s{seed}"
+                                "data.val_fraction": 0.1, **SETTINGS["extra"]})  # fmt: skip
     t0 = time.perf_counter()
     if (run_dir / "checkpoints" / "last.ckpt").exists():
         spent = sum(r.get("seconds", 0) for r in read_metrics(run_dir)) / 60
@@ -70,35 +124,62 @@ def run_one(dataset: str, spec: str, seed: int, minutes: float, size: int) -> di
             fit(None, [], run_dir, resume=True, max_minutes=minutes - spent, progress=False)
     else:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
-        fit(recipe, DATASETS[dataset], run_dir, max_minutes=minutes, progress=False)
+        data = [str(Path(SETTINGS["root"]) / d) for d in DATASETS[dataset]]
+        fit(recipe, data, run_dir, max_minutes=minutes, progress=False)
     train_s = time.perf_counter() - t0
     res = evaluate(run_dir, split="val", threshold=0.5, out_dir=run_dir / "eval" / "val")
-    rows = read_metrics(run_dir)
-    m = res.summary["metrics"]
+    env = json.loads((run_dir / "env.json").read_text())
     result = {
+        **_header(dataset, spec, seed, minutes, size, run_dir),
+        "train_seconds_this_call": train_s,
+        "precision_used": env.get("precision"),
+        **_row(res.summary, res.summary["metrics"]),
+    }
+    return _save(result, out_json)
+
+
+def _header(dataset: str, spec: str, seed: int, minutes: float, size: int, run_dir: Path) -> dict:
+    rows = read_metrics(run_dir)
+    env = json.loads((run_dir / "env.json").read_text())
+    return {
         "dataset": dataset,
+        "device": ", ".join(env.get("cuda_devices", [])) or f"CPU, {env.get('torch_threads')} threads",
         "recipe": spec,
+        "base": base_of(spec),
         "seed": seed,
         "budget_minutes": minutes,
         "size": size,
         "epochs_done": len(rows),
-        "train_seconds_this_call": train_s,
         "best_epoch": int(max(rows, key=lambda r: r["val_dice"])["epoch"]) if rows else -1,
-        "n_val": m["n_images"],
-        "mDice": m["mean"]["dice"],
-        "mIoU": m["mean"]["iou"],
-        "precision": m["mean"]["precision"],
-        "recall": m["mean"]["recall"],
-        "pooled_dice": m["pooled"]["dice"],
-        "s_measure": res.summary["structure"]["s_measure"],
-        "mae": res.summary["structure"]["mae"],
         "command": f"python benchmarks/quality.py --datasets {dataset} --recipes '{spec}' --seeds {seed} "
-        f"--minutes {minutes:g} --size {size}",
+        f"--minutes {minutes:g} --size {size}" + (f" --tag {SETTINGS['tag']}" if SETTINGS["tag"] else ""),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _save(result: dict, out_json: Path) -> dict:
     out_json.write_text(json.dumps(result, indent=1))
-    print(f"{dataset} {spec} seed {seed}: mDice {result['mDice']:.4f} ({result['epochs_done']} epochs)")
+    print(f"{result['dataset']} {result['recipe']} seed {result['seed']}: mDice {result['mDice']:.4f} "
+          f"({result['epochs_done']} epochs)")  # fmt: skip
     return result
+
+
+def _eval_knob(
+    dataset: str, spec: str, seed: int, minutes: float, size: int, run_dir: Path, knob: str, out_json: Path
+) -> dict:
+    """An evaluation-only knob on the trained run of the spec's training part (trained first if needed)."""
+    run_one(dataset, spec.partition("@")[0], seed, minutes, size)
+    if knob == "tta":
+        res = evaluate(run_dir, split="val", threshold=0.5, tta=True, out_dir=run_dir / "eval" / "val-tta")
+        extra = _row(res.summary, res.summary["metrics"])
+    else:  # threshold: the two-fold cross-tuned estimate that every evaluation's summary carries
+        summary_path = run_dir / "eval" / "val" / "summary.json"
+        summary = json.loads(summary_path.read_text())
+        if summary.get("cross_tuned_threshold") is None:  # written before evaluations carried it
+            summary = evaluate(run_dir, split="val", threshold=0.5, out_dir=run_dir / "eval" / "val").summary
+        ct = summary["cross_tuned_threshold"]
+        extra = {**_row(summary, ct["metrics"]), "thresholds": ct["thresholds"]}
+    return _save({**_header(dataset, spec, seed, minutes, size, run_dir), **extra}, out_json)
 
 
 MARKER = "<!-- written by hand below this line; benchmarks/quality.py --table keeps it -->"
@@ -112,29 +193,17 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "",
         "Measured by `benchmarks/quality.py` on 2 CPU cores: each recipe trains for the stated wall-clock",
         "budget, then is scored on the validation split at original resolution, threshold 0.5.",
-        "Δ mDice is against the `seed` recipe (same data set, same budget, mean over its seeds).",
+        "Δ mDice is against the spec's base at the same budget and data set (mean over the base's seeds):",
+        "a plain recipe against `seed`, a `recipe+knob` or `recipe@knob` against `recipe`.",
         "",
     ]
-    for dataset in sorted({r["dataset"] for r in results}):
-        rs = [r for r in results if r["dataset"] == dataset]
-        base = [r["mDice"] for r in rs if r["recipe"] == "seed"]
-        base_mean = sum(base) / len(base) if base else None
-        lines += [
-            f"## {dataset}",
-            "",
-            "| recipe | seed | budget (min) | size | epochs | mDice | Δ mDice | mIoU | precision | recall "
-            "| S-measure | MAE |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        rs.sort(key=lambda r: (r["recipe"] != "seed", r["recipe"] != "strong", r["recipe"], r["seed"]))
-        for r in rs:
-            delta = f"{r['mDice'] - base_mean:+.4f}" if base_mean is not None else "n/a"
-            lines.append(
-                f"| `{r['recipe']}` | {r['seed']} | {r['budget_minutes']:g} | {r['size']} | {r['epochs_done']} | "
-                f"{r['mDice']:.4f} | {delta} | {r['mIoU']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
-                f"{r['s_measure']:.4f} | {r['mae']:.4f} |"
-            )
-        lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rs] + [""]
+    for r in results:
+        r.setdefault("device", "CPU, 2 threads")  # results written before the field existed
+    keys = {(r["dataset"], r["device"], r["budget_minutes"]) for r in results}
+    groups = sorted(keys, key=lambda g: (g[0], g[1], -g[2]))
+    for dataset, device, minutes in groups:
+        rs = [r for r in results if (r["dataset"], r["device"], r["budget_minutes"]) == (dataset, device, minutes)]
+        lines += _table(f"{dataset}, {minutes:g} minutes, {device}", rs)
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = ""
     if path.exists() and MARKER in path.read_text():
@@ -143,23 +212,63 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     print(f"written {path}")
 
 
+def _table(title: str, rs: list[dict]) -> list[str]:
+    def base_mean(name: str) -> float | None:
+        vals = [r["mDice"] for r in rs if r["recipe"] == name]
+        return sum(vals) / len(vals) if vals else None
+
+    lines = [
+        f"## {title}",
+        "",
+        "| recipe | seed | size | epochs | mDice | Δ mDice | vs | mIoU | precision | recall | S-measure | MAE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {"seed": 0, "strong": 1, "seed16": 2}
+    rs = sorted(rs, key=lambda r: (order.get(r["recipe"], 3), r["recipe"], r["seed"]))
+    for r in rs:
+        base = r.get("base", base_of(r["recipe"]))
+        ref = base_mean(base)
+        delta = "" if r["recipe"] == base else (f"{r['mDice'] - ref:+.4f}" if ref is not None else "n/a")
+        lines.append(
+            f"| `{r['recipe']}` | {r['seed']} | {r['size']} | {r['epochs_done']} | {r['mDice']:.4f} | {delta} | "
+            f"`{base}` | {r['mIoU']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['s_measure']:.4f} | "
+            f"{r['mae']:.4f} |"
+        )
+    return lines + ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rs] + [""]
+
+
 def main() -> None:
+    global RESULTS, RUNS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", nargs="+", default=["seed", "strong"])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--ablations", action="store_true", help="run every single-knob ablation (ABLATIONS)")
     ap.add_argument("--table", action="store_true", help="only rebuild docs/results.md")
+    ap.add_argument("--data-root", type=Path, default=SHARED, help="folder holding polyp-train/ and polypgen/")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
+    ap.add_argument("--runs-dir", type=Path, default=RUNS)
+    ap.add_argument("--tag", default="", help="device tag in result names, e.g. h200")
+    ap.add_argument("--workers", type=int, default=None, help="data loader workers (speed only)")
     args = ap.parse_args()
+    RESULTS, RUNS = args.results_dir, args.runs_dir
+    SETTINGS.update(root=args.data_root, tag=args.tag)
+    if args.workers is not None:
+        SETTINGS["extra"]["data.num_workers"] = args.workers
+    if args.ablations:
+        args.recipes = ABLATIONS
     if not args.table:
-        if not SHARED.exists():
-            raise SystemExit(f"{SHARED} is absent: this benchmark needs the shared polyp data")
+        if not args.data_root.exists():
+            raise SystemExit(f"{args.data_root} is absent: this benchmark needs the polyp data (--data-root)")
+        RESULTS.mkdir(parents=True, exist_ok=True)
         for dataset in args.datasets:
             for spec in args.recipes:
                 for seed in args.seeds:
                     run_one(dataset, spec, seed, args.minutes, args.size)
-    write_table()
+    if args.results_dir == ROOT / "benchmarks" / "results":
+        write_table()
 
 
 if __name__ == "__main__":

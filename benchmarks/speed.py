@@ -107,6 +107,13 @@ def conv_peak(device: torch.device, bf16: bool, channels_last: bool, min_seconds
     return best
 
 
+def matmul_peak(device: torch.device, min_seconds: float, n: int = 8192) -> float:
+    """bf16 matrix-product GFLOP/s (n x n x n, random data): the GPU's matrix peak as the hardware runs it."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    return 2 * n**3 / timed(lambda: torch.mm(a, b), device, min_seconds, min_iters=5) / 1e9
+
+
 def measure(
     make: Callable[[], nn.Module],
     device: torch.device,
@@ -199,6 +206,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="every model x setting")
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--gpu-batch", type=int, default=8, help="the larger batch of the GPU grid")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
     device = torch.device(args.device)
     makers = {**our_models(), **monai_models()}
@@ -212,22 +221,45 @@ def main() -> None:
         grid = [(256, 8, False, False, False), (256, 8, False, True, False), (256, 8, True, True, False),
                 (256, 1, True, True, False), (256, 8, True, True, True)]  # fmt: skip
     else:
-        grid = [(352, 8, False, False, False), (352, 8, True, False, False), (352, 8, True, True, False),
-                (352, 8, True, True, True), (352, 1, True, True, False), (256, 8, True, True, True)]  # fmt: skip
+        b = args.gpu_batch
+        grid = [(352, b, False, False, False), (352, b, True, False, False), (352, b, True, True, False),
+                (352, b, True, True, True), (352, 1, True, True, False), (256, b, True, True, False)]  # fmt: skip
     peaks: dict[str, float] = {}
     for bf16, cl in sorted({(g[2], g[3]) for g in grid}):
         key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
         peaks[key] = conv_peak(device, bf16, cl, args.min_seconds)
         print(f"peak 3x3 conv {key}: {peaks[key]:.1f} GFLOP/s", flush=True)
-    rows = []
+    if device.type == "cuda":
+        peaks["bf16_matmul_8192"] = matmul_peak(device, args.min_seconds)
+        print(f"peak bf16 8192^3 matrix product: {peaks['bf16_matmul_8192']:.0f} GFLOP/s", flush=True)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    rows: list[dict] = []
+
+    def save(complete: bool, predictor_rows: list[dict] | None = None) -> None:
+        """Written after every row, so a run stopped by its time limit keeps what it measured."""
+        out = {
+            "complete": complete,
+            "predictor_fps_256_batch8": predictor_rows or [],
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
+            "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(),
+            "peaks_gflop_s": peaks,
+            "rows": rows,
+            "command": "python benchmarks/speed.py" + (" --full" if args.full else "") + f" --device {device.type}",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        path.write_text(json.dumps(out, indent=1))
+
     for name, make in makers.items():
         m = make()
         params = sum(p.numel() for p in m.parameters())
         for size, batch, bf16, cl, comp in grid:
             if cpu and name == "unet_b64" and not bf16 and size > 256:
                 continue  # minutes per step on 2 cores
-            if cpu and comp and not args.full and name not in ("unet_b32", "monai_unet"):
-                continue  # torch.compile takes minutes per model on 2 cores: one of ours, one reference
+            if comp and not args.full and name not in ("unet_b32", "monai_unet"):
+                continue  # torch.compile takes minutes per model on 2 cores (and long on a GPU too)
             gf = forward_gflops(m, size, torch.device("cpu")) if size else 0.0
             try:
                 r = measure(make, device, size, batch, bf16, cl, comp, args.min_seconds)
@@ -243,27 +275,14 @@ def main() -> None:
                 "infer_gflop_s": r["infer_img_s"] * gf, "infer_frac_peak": r["infer_img_s"] * gf / peaks[key],
             }  # fmt: skip
             rows.append(row)
+            save(False)
             print(
                 f"{name:22s} {size} b{batch} {key:18s} compile={comp!s:5s} {gf:6.1f} GFLOP  "
                 f"train {r['train_img_s']:7.2f} img/s ({row['train_frac_peak']:.0%} of peak)  "
                 f"infer {r['infer_img_s']:7.1f} img/s ({row['infer_frac_peak']:.0%})",
                 flush=True,
             )
-    predictor_rows = predictor_fps(device, args.min_seconds)
-    out = {
-        "predictor_fps_256_batch8": predictor_rows,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "peaks_gflop_s": peaks,
-        "rows": rows,
-        "command": "python benchmarks/speed.py" + (" --full" if args.full else "") + f" --device {device.type}",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(out, indent=1))
+    save(True, predictor_fps(device, args.min_seconds))
     print(
         "\n| model | size | batch | dtype | layout | compile | GFLOP/img | train img/s | % peak "
         "| infer img/s | % peak |"

@@ -20,6 +20,15 @@ def test_seed_recipe_is_the_original_report() -> None:
     assert r.loss.name == "dice"
     assert (r.scheduler.name, r.scheduler.step_size, r.scheduler.gamma) == ("step", 30, 0.1)
     assert r.data.augment == "seed"
+    assert r.precision == "32"
+
+
+def test_seed16_differs_from_seed_only_in_width_and_speed_settings() -> None:
+    seed, seed16 = load_recipe("seed").model_dump(), load_recipe("seed16").model_dump()
+    diff = {k for k in seed if seed[k] != seed16[k]}
+    assert diff == {"name", "description", "model", "precision", "channels_last"}
+    assert {**seed["model"]["args"], "base": 16} == seed16["model"]["args"]
+    assert (seed16["precision"], seed16["channels_last"]) == ("auto", True)
 
 
 def test_overrides_and_roundtrip(tmp_path: Path) -> None:

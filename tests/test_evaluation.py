@@ -10,7 +10,7 @@ import pytest
 from polypseg.checkpoint import load_checkpoint
 from polypseg.metrics import image_metrics
 from polypseg.structure import StructureMetrics, to_uint8_map
-from polypseg.threshold import sweep
+from polypseg.threshold import SweepAccumulator, sweep
 
 
 def _cases(seed: int = 0, n: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -127,6 +127,26 @@ def test_threshold_sweep_hand_example_and_reference() -> None:
         assert sw.dice[i] == pytest.approx(ref, abs=1e-12)
 
 
+def test_cross_tuned_threshold_scores_each_fold_at_the_other_folds_threshold() -> None:
+    """Two kinds of image alternate: 'low' (polyp 0.36, background 0.24: perfect for t in 0.25..0.35) and
+    'high' (0.81 / 0.64: perfect for t in 0.65..0.8). Fold 0 (the low images) is scored at the high images'
+    threshold 0.65 (nothing predicted: Dice 0) and fold 1 at 0.35 (everything: Dice 2/3), so the honest
+    estimate is 1/3, though tuning in-sample would look far better."""
+    gt = np.array([[1, 1, 0, 0]], np.uint8)
+    low = np.where(gt == 1, 0.36, 0.24).astype(np.float32)
+    high = np.where(gt == 1, 0.81, 0.64).astype(np.float32)
+    acc = SweepAccumulator()
+    for prob in (low, high, low, high):
+        acc.add(prob, gt)
+    rows, chosen = acc.cross_tuned(folds=2)
+    assert chosen == [pytest.approx(0.65), pytest.approx(0.35)]
+    assert [r["dice"] for r in rows] == pytest.approx([0.0, 2 / 3, 0.0, 2 / 3])
+    assert rows[1] == {**image_metrics(high > 0.35, gt)}
+    assert acc.result().dice.max() > np.mean([r["dice"] for r in rows])
+    with pytest.raises(ValueError, match="at least 3 images"):
+        SweepAccumulator().cross_tuned(folds=3)
+
+
 @pytest.mark.slow
 def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
     from polypseg.config import load_recipe
@@ -147,5 +167,7 @@ def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
     assert s["threshold"] == pytest.approx(sw.best) and s["threshold_source"].startswith("tuned")
     assert set(s["structure"]) >= {"s_measure", "weighted_f", "mean_e_measure", "max_e_measure", "mae"}
     assert "metrics_at_0.5" in s and s["by_size"] and s["by_source"]
+    ct = s["cross_tuned_threshold"]
+    assert len(ct["thresholds"]) == 2 and ct["metrics"]["n_images"] == s["metrics"]["n_images"]
     forced = evaluate(run, split="test", threshold=0.5, out_dir=tmp_path / "forced")
     assert forced.summary["metrics"]["mean"]["dice"] == pytest.approx(s["metrics_at_0.5"]["mean"]["dice"])

@@ -87,7 +87,7 @@ def train(
     size: Annotated[int | None, typer.Option(help="Override the training image size (pixels).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
-    precision: Annotated[str | None, typer.Option(help="Override precision: 32, bf16-mixed, 16-mixed.")] = None,
+    precision: Annotated[str | None, typer.Option(help="Override precision: auto, 32, bf16-mixed, 16-mixed.")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
     devices: Annotated[int, typer.Option(help="Processes (CPU) or GPUs; >1 uses DDP.")] = 1,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
@@ -230,15 +230,19 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for masks and overlays.")],
     threshold: Annotated[float | None, typer.Option(help="Override the checkpoint's threshold.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="bf16 autocast: about 2x faster on CPUs with bf16 units and on GPUs.")
-    ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(help="auto (bf16 where the device has bf16 units: about 2x faster), 32 or bf16."),
+    ] = "auto",
 ) -> None:
     """Write a 0/255 mask PNG (at each input's size) and an overlay PNG per image."""
     from polypseg.data.errors import DataError
     from polypseg.predict import predict as run_predict
 
     try:
+        if precision not in ("auto", "32", "bf16"):
+            raise ValueError(f"--precision must be auto, 32 or bf16, got {precision!r}")
+        bf16 = None if precision == "auto" else precision == "bf16"
         written = run_predict(run, inputs, out, threshold, tta, bf16)
     except (DataError, FileNotFoundError, ValueError) as exc:
         _fail(exc)

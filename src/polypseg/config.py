@@ -91,7 +91,9 @@ class Recipe(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     epochs: int = Field(10, ge=1)
     seed: int = 0
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    #: "auto": the fastest correct setting of the device (bf16-mixed on CUDA and on CPUs with bf16
+    #: units, else 32; see polypseg.device); or an explicit Lightning precision.
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
     channels_last: bool = False
     gradient_clip: float | None = Field(None, gt=0)
     threshold: float = Field(0.5, gt=0, lt=1)

@@ -16,6 +16,7 @@ import torch
 
 from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
 from polypseg.data.dataset import normalise
+from polypseg.device import inference_bf16
 
 
 def default_device() -> torch.device:
@@ -34,7 +35,8 @@ class Predictor:
         device: where the model runs.
         tta: average the probabilities of the frame and its horizontal and vertical flips.
         batch_size: frames per forward pass.
-        bf16: run under bf16 autocast (CPU with bf16 units, or CUDA).
+        bf16: run under bf16 autocast (CPU with bf16 units, or CUDA); ``None``: where the device has
+            native bf16 (:func:`polypseg.device.inference_bf16`). ONNX sessions always run fp32.
         onnx_session: an ONNX Runtime session to run instead of ``model`` (see :meth:`from_checkpoint`).
     """
 
@@ -48,7 +50,7 @@ class Predictor:
         device: str | torch.device | None = None,
         tta: bool = False,
         batch_size: int = 8,
-        bf16: bool = False,
+        bf16: bool | None = False,
         onnx_session: object | None = None,
     ) -> None:
         self.session = onnx_session
@@ -61,7 +63,8 @@ class Predictor:
         self.meta: dict = {}
         self.size, self.mean, self.std = int(size), tuple(mean), tuple(std)
         self.threshold = float(threshold)
-        self.tta, self.batch_size, self.bf16 = tta, int(batch_size), bf16
+        self.tta, self.batch_size = tta, int(batch_size)
+        self.bf16 = inference_bf16(self.device) if bf16 is None else bool(bf16)
 
     @classmethod
     def from_checkpoint(cls, run_or_ckpt: str | Path, threshold: float | None = None, **kwargs: object) -> Predictor:
@@ -94,6 +97,7 @@ class Predictor:
         pre = meta["preprocess"]
         thr = meta.get("threshold", 0.5) if threshold is None else threshold
         kwargs.pop("device", None)
+        kwargs["bf16"] = False  # the exported graph is fp32
         pred = cls(None, pre["size"], pre["mean"], pre["std"], threshold=thr, device="cpu", onnx_session=session,
                    **kwargs)  # type: ignore[arg-type]  # fmt: skip
         pred.meta = meta

@@ -99,9 +99,11 @@ def predict(
     out_dir: str | Path,
     threshold: float | None = None,
     tta: bool = False,
-    bf16: bool = False,
+    bf16: bool | None = None,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (0 / 255, at the input's size) and ``<stem>_overlay.png`` per image.
+
+    ``bf16``: bf16 autocast; ``None`` (default) uses it where the device has native bf16 units.
 
     Videos (``.mp4``, ``.avi``, ...) give an overlay video and a per-frame CSV (:func:`predict_video`).
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polypseg.metrics import metrics_from_counts
+
 DEFAULT_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 4)
 
 
@@ -46,6 +48,8 @@ class SweepAccumulator:
         self.beta = beta
         self.tolerance = tolerance
         self.sums = {k: np.zeros(len(self.t)) for k in ("dice", "precision", "recall", "fbeta")}
+        self.fbeta_per_image: list[np.ndarray] = []  # (T,) per image, for cross-tuning
+        self.counts: list[np.ndarray] = []  # (4, T) tp, fp, fn, tn per image
         self.n = 0
 
     def add(self, prob: np.ndarray, gt: np.ndarray) -> None:
@@ -66,17 +70,47 @@ class SweepAccumulator:
         self.sums["dice"] += ratio(2 * tp, 2 * tp + fp + fn)
         self.sums["precision"] += ratio(tp, tp + fp)
         self.sums["recall"] += ratio(tp, tp + fn)
-        self.sums["fbeta"] += ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+        fbeta = ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+        self.sums["fbeta"] += fbeta
+        self.fbeta_per_image.append(fbeta)
+        self.counts.append(np.stack([tp, fp, fn, len(neg_sorted) - fp]))
         self.n += 1
 
     def result(self) -> ThresholdSweep:
         if self.n == 0:
             raise ValueError("no images to sweep thresholds on")
         m = {k: v / self.n for k, v in self.sums.items()}
-        score = m["fbeta"]
-        cand = np.flatnonzero(score >= score.max() - self.tolerance - 1e-12)
-        best = float(self.t[cand[np.argmin(np.abs(self.t[cand] - 0.5))]])
+        best = choose_threshold(self.t, m["fbeta"], self.tolerance)
         return ThresholdSweep(self.t, m["dice"], m["precision"], m["recall"], m["fbeta"], self.beta, best)
+
+    def cross_tuned(self, folds: int = 2) -> tuple[list[dict[str, float]], list[float]]:
+        """What tuning the threshold is worth on images it was not tuned on (K-fold over the images).
+
+        Image ``i`` (in :meth:`add` order) belongs to fold ``i % folds``. Each fold is scored at the
+        threshold chosen, by the rule of :meth:`result`, on the images of the other folds: the mean of the
+        returned rows is an unbiased estimate of tuned-threshold performance, unlike the sweep's maximum.
+
+        Returns:
+            per-image rows (``tp, fp, fn, tn`` and the metrics of :func:`polypseg.metrics.metrics_from_counts`)
+            in :meth:`add` order, and the threshold used for each fold.
+        """
+        if self.n < folds:
+            raise ValueError(f"cross-tuning with {folds} folds needs at least {folds} images, got {self.n}")
+        fold_of = np.arange(self.n) % folds
+        scores = np.stack(self.fbeta_per_image)  # (N, T)
+        chosen = [choose_threshold(self.t, scores[fold_of != k].mean(0), self.tolerance) for k in range(folds)]
+        rows = []
+        for i, c in enumerate(self.counts):
+            j = int(np.flatnonzero(self.t == chosen[fold_of[i]])[0])
+            counts = dict(zip(("tp", "fp", "fn", "tn"), (int(v) for v in c[:, j]), strict=True))
+            rows.append({**counts, **metrics_from_counts(counts)})
+        return rows, chosen
+
+
+def choose_threshold(thresholds: np.ndarray, score: np.ndarray, tolerance: float = 0.005) -> float:
+    """The threshold nearest 0.5 among those whose ``score`` is within ``tolerance`` of the best."""
+    cand = np.flatnonzero(score >= score.max() - tolerance - 1e-12)
+    return float(thresholds[cand[np.argmin(np.abs(thresholds[cand] - 0.5))]])
 
 
 def sweep(

@@ -32,6 +32,7 @@ from polypseg.config import Recipe
 from polypseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataModule
 from polypseg.data.sources import apply_groups, discover_all
 from polypseg.data.split import load_split, make_split, write_split
+from polypseg.device import device_type, resolve_precision
 from polypseg.module import SegModule
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds")
@@ -262,7 +263,7 @@ def fit(
         accelerator=accelerator,
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
-        precision=recipe.precision,
+        precision=resolve_precision(recipe.precision, accelerator),
         max_epochs=recipe.epochs,
         max_time={"minutes": max_minutes} if max_minutes else None,
         logger=False,
@@ -272,7 +273,9 @@ def fit(
         enable_model_summary=progress,
         num_sanity_val_steps=0,
         gradient_clip_val=recipe.gradient_clip,
-        deterministic=True,
+        # CPU runs are bit-reproducible; on CUDA some backward kernels (bilinear up-sampling of the deep
+        # supervision heads) have no deterministic version, so there it only warns.
+        deterministic=True if device_type(accelerator) == "cpu" else "warn",
         default_root_dir=str(run_dir),
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)

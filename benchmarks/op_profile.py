@@ -1,0 +1,98 @@
+"""Where a training step's time goes, per operator, for our U-Net and MONAI's in one setting.
+
+    python benchmarks/op_profile.py                          # fp32 NCHW, batch 8, 256 px, base 32 vs MONAI UNet
+    python benchmarks/op_profile.py --channels-last --bf16
+
+Runs a few warm-up training steps (forward + backward + Adam) of each model, then profiles ``--steps``
+more with ``torch.profiler`` and prints, per model, the operators with the most self CPU time and what
+share of the step they take. The question it answers: where does a model lose against the conv peak
+(docs/performance.md). Writes ``benchmarks/results/profile-<setting>-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from speed import monai_models, our_models  # benchmarks/ is this script's folder, so on sys.path
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool) -> Callable[[], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+        with ctx:
+            out = model(x)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            loss = nn.functional.binary_cross_entropy_with_logits(out.float(), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def profile_model(name: str, model: nn.Module, args: argparse.Namespace) -> dict:
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.train().to(memory_format=fmt)
+    x = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=fmt)
+    y = (torch.rand(args.batch, 1, args.size, args.size) > 0.8).float()
+    step = train_step_fn(model, x, y, args.bf16)
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.steps):
+            step()
+    step_s = (time.perf_counter() - t0) / args.steps
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]
+    rows = [
+        {
+            "op": e.key,
+            "self_ms_per_step": e.self_cpu_time_total / 1e3 / args.steps,
+            "share": e.self_cpu_time_total / total,
+            "calls_per_step": e.count / args.steps,
+        }
+        for e in top
+    ]
+    print(f"\n{name}: {step_s * 1e3:.0f} ms per training step (profiled)")
+    print("| op | self ms / step | share | calls / step |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| `{r['op']}` | {r['self_ms_per_step']:.1f} | {r['share']:.1%} | {r['calls_per_step']:.0f} |")
+    return {"model": name, "step_seconds_profiled": step_s, "top_ops": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["unet_b32", "monai_unet"])
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--top", type=int, default=12)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    factories = {**our_models(), **monai_models()}
+    setting = f"{'bf16' if args.bf16 else 'fp32'}-{'cl' if args.channels_last else 'nchw'}"
+    results = [profile_model(m, factories[m](), args) for m in args.models if m in factories]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"profile-{setting}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"setting": setting, "args": vars(args), "results": results}, indent=1))
+    print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()

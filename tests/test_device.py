@@ -1,0 +1,54 @@
+"""``precision: auto`` and bf16 inference follow the device (polypseg.device)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from polypseg import device
+from polypseg.config import Recipe
+from polypseg.inference import Predictor
+from polypseg.models import build_model
+
+
+def test_explicit_precisions_pass_through_and_bad_ones_fail() -> None:
+    for p in ("32", "bf16-mixed", "16-mixed"):
+        assert device.resolve_precision(p, "cpu") == p
+    with pytest.raises(ValueError, match="precision must be one of"):
+        device.resolve_precision("bf16", "cpu")
+
+
+@pytest.mark.parametrize(("units", "expected"), [(True, "bf16-mixed"), (False, "32")])
+def test_auto_on_cpu_follows_bf16_units(monkeypatch: pytest.MonkeyPatch, units: bool, expected: str) -> None:
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: units)
+    assert device.resolve_precision("auto", "cpu") == expected
+    assert device.inference_bf16("cpu") is units
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_auto_on_cuda_follows_bf16_support(monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert device.device_type("auto") == "cuda"
+    assert device.resolve_precision("auto", "auto") == expected
+    assert device.resolve_precision("auto", "cpu") in ("32", "bf16-mixed")  # cpu forced: not the GPU rule
+
+
+def test_cpu_probe_matches_the_cpu_flags() -> None:
+    """The probe agrees with /proc/cpuinfo where that exists (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert device.cpu_has_bf16_units() == ("avx512_bf16" in flags or "amx_tile" in flags)
+
+
+def test_recipe_default_is_auto_and_predictor_auto_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Recipe().precision == "auto"
+    model = build_model("unet", base=4, depth=2)
+    for units in (True, False):
+        monkeypatch.setattr("polypseg.inference.inference_bf16", lambda _d, u=units: u)
+        assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu", bf16=None).bf16 is units
+    assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu").bf16 is False  # library default: fp32
