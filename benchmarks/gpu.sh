@@ -17,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu}
 TOTAL=${GPU_TOTAL_S:-480}
-TRAIN_MIN=${GPU_TRAIN_MIN:-2.5}
+TRAIN_MIN=${GPU_TRAIN_MIN:-2}
 BATCH=${GPU_BATCH:-32}
 PY=${PYTHON:-python3}
 start=$(date +%s)

@@ -207,6 +207,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--gpu-batch", type=int, default=8, help="the larger batch of the GPU grid")
+    ap.add_argument("--size", type=int, default=None, help="run the default grid at this image size instead")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile settings")
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -224,6 +226,11 @@ def main() -> None:
         b = args.gpu_batch
         grid = [(352, b, False, False, False), (352, b, True, False, False), (352, b, True, True, False),
                 (352, b, True, True, True), (352, 1, True, True, False), (256, b, True, True, False)]  # fmt: skip
+    if args.size:
+        grid = [(args.size, *g[1:]) for g in grid]
+    if args.no_compile:
+        grid = [g for g in grid if not g[4]]
+    grid = list(dict.fromkeys(grid))
     peaks: dict[str, float] = {}
     for bf16, cl in sorted({(g[2], g[3]) for g in grid}):
         key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
@@ -247,7 +254,12 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "peaks_gflop_s": peaks,
             "rows": rows,
-            "command": "python benchmarks/speed.py" + (" --full" if args.full else "") + f" --device {device.type}",
+            "command": "python benchmarks/speed.py"
+            + (" --full" if args.full else "")
+            + f" --device {device.type}"
+            + (f" --size {args.size}" if args.size else "")
+            + (" --no-compile" if args.no_compile else "")
+            + (f" --models {' '.join(args.models)}" if args.models else ""),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         path.write_text(json.dumps(out, indent=1))

@@ -110,6 +110,32 @@ def test_bf16_autocast_runs_convolutions_in_bf16() -> None:
     assert seen == [torch.bfloat16] and out.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("unet", {"base": 4, "depth": 3}), ("unet", {"base": 4, "depth": 3, "bilinear": True}),
+     ("attention_unet", {"base": 4, "depth": 3}), ("unet", {"base": 4, "depth": 3, "deep_supervision": True})],
+)  # fmt: skip
+def test_channels_last_gives_the_nchw_answer(name: str, args: dict) -> None:
+    """channels_last (the recipes' default) changes only the memory layout: fp32 outputs and gradients
+    match NCHW to float rounding, for every model variant (train mode, so deep supervision heads too)."""
+    torch.manual_seed(0)
+    ref = build_model(name, **args).train()
+    fast = build_model(name, **args).train()
+    fast.load_state_dict(ref.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32)
+    outs_ref, outs_fast = ref(x), fast(x.contiguous(memory_format=torch.channels_last))
+    outs_ref = outs_ref if isinstance(outs_ref, (list, tuple)) else [outs_ref]
+    outs_fast = outs_fast if isinstance(outs_fast, (list, tuple)) else [outs_fast]
+    assert len(outs_ref) == len(outs_fast) >= 1
+    for a, b in zip(outs_ref, outs_fast, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    sum(o.square().mean() for o in outs_ref).backward()
+    sum(o.square().mean() for o in outs_fast).backward()
+    for (n, p), q in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-3), n
+
+
 def _applied(preset: str, n: int = 30) -> set[str]:
     """Names of the transforms a preset really applied over ``n`` seeded calls."""
     aug = A.Compose(build_augment(preset, 64).transforms, save_applied_params=True)
