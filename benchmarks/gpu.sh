@@ -30,7 +30,7 @@ if [ -d "$WHEELS" ]; then
 else
   export PYTHONPATH=$PWD/src
 fi
-export PYTHONUNBUFFERED=1 POLYPSEG_CACHE=/tmp/polypseg-cache
+export PYTHONUNBUFFERED=1 POLYPSEG_CACHE=/tmp/polypseg-cache NO_ALBUMENTATIONS_UPDATE=1
 DATA=${GPU_DATA:-.gpudata}
 [ -d "$DATA/polypgen" ] || { echo "$DATA/polypgen is missing: run benchmarks/gpu_prepare.sh and carry .gpudata"; exit 1; }
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; "$PY" -c "import torch; print(torch.__version__)") \

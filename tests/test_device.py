@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,14 @@ def test_recipe_default_is_auto_and_predictor_auto_follows_the_device(monkeypatc
         monkeypatch.setattr("polypseg.inference.inference_bf16", lambda _d, u=units: u)
         assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu", bf16=None).bf16 is units
     assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu").bf16 is False  # library default: fp32
+
+
+def test_importing_polypseg_turns_off_albumentations_update_check() -> None:
+    """albumentations would ask PyPI for a newer version on import; polypseg must not reach the network."""
+    import subprocess
+    import sys
+
+    code = "import os, polypseg, albumentations; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

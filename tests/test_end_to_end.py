@@ -141,7 +141,8 @@ def test_budget_spent_inside_first_epoch_still_leaves_checkpoints(tmp_path: Path
     assert len(rows) == 1 and rows[0]["epoch"] == 0 and 0 <= rows[0]["val_dice"] <= 1
 
 
-def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path) -> None:
+def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also: a relative --data path is frozen as an absolute one, so evaluation works from another folder."""
     from polypseg.data.synthetic import render_frame
 
     arrays = {}
@@ -153,9 +154,15 @@ def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path) -> None:
         arrays[f"{split}_label"] = np.stack([f[1] for f in frames])
     npz = tmp_path / "PolypGenMSBench.npz"
     np.savez_compressed(npz, **arrays)
-    run = fit(_tiny(epochs=1), [str(npz)], tmp_path / "npz", progress=False)
+    monkeypatch.chdir(tmp_path)
+    run = fit(_tiny(epochs=1), ["PolypGenMSBench.npz"], tmp_path / "npz", progress=False)
     split = json.loads((run.run_dir / "split.json").read_text())["splits"]
     assert [len(split[k]) for k in ("train", "val", "test")] == [24, 6, 6]
+    import yaml
+
+    assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["data"] == [str(npz.resolve())]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     from polypseg.evaluate import evaluate
 
     assert evaluate(run.run_dir, split="test").summary["metrics"]["n_images"] == 6
@@ -166,8 +173,6 @@ def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path) -> None:
          "--fold", "2/4", "--group-regex", r"syn3_000(\d)", "--no-progress", "--no-tune"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    import yaml
-
     cfg = yaml.safe_load((tmp_path / "fold" / "config.yaml").read_text())["recipe"]["data"]
     assert cfg["fold"] == "2/4" and cfg["group_regex"] == r"syn3_000(\d)"
 

@@ -215,6 +215,9 @@ def fit(
     elif not child and run_dir.exists() and any(run_dir.iterdir()):
         raise RunFolderError(f"{run_dir} already holds files; pass --resume to continue that run or choose a new --out")
     assert recipe is not None
+    if not resume:
+        # frozen as absolute paths, so that evaluate / report / resume work from any working directory
+        data = [str(Path(d).resolve()) if Path(d).exists() else str(d) for d in data]
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     if accelerator in ("auto", "cpu") and not torch.cuda.is_available() and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
