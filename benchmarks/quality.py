@@ -191,8 +191,9 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     lines = [
         "# Quality results",
         "",
-        "Measured by `benchmarks/quality.py` on 2 CPU cores: each recipe trains for the stated wall-clock",
-        "budget, then is scored on the validation split at original resolution, threshold 0.5.",
+        "Measured by `benchmarks/quality.py` on the device named in each table's title: each recipe trains",
+        "for the stated wall-clock budget, then is scored on the validation split at original resolution,",
+        "threshold 0.5.",
         "Δ mDice is against the spec's base at the same budget and data set (mean over the base's seeds):",
         "a plain recipe against `seed`, a `recipe+knob` or `recipe@knob` against `recipe`.",
         "",
