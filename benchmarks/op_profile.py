@@ -21,27 +21,13 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from speed import monai_models, our_models  # benchmarks/ is this script's folder, so on sys.path
+
+# benchmarks/ is this script's folder, so on sys.path
+from speed import make_train_step, monai_models, our_models, timed
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool) -> Callable[[], None]:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-        with ctx:
-            out = model(x)
-            out = out[0] if isinstance(out, (list, tuple)) else out
-            loss = nn.functional.binary_cross_entropy_with_logits(out.float(), y)
-        loss.backward()
-        opt.step()
-
-    return step
 
 
 def profile_model(name: str, model: nn.Module, args: argparse.Namespace) -> dict:
@@ -49,7 +35,7 @@ def profile_model(name: str, model: nn.Module, args: argparse.Namespace) -> dict
     model = model.train().to(memory_format=fmt)
     x = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=fmt)
     y = (torch.rand(args.batch, 1, args.size, args.size) > 0.8).float()
-    step = train_step_fn(model, x, y, args.bf16)
+    step = make_train_step(model, model, x, y, args.bf16)
     for _ in range(2):
         step()
     t0 = time.perf_counter()
@@ -94,8 +80,6 @@ def conv_layers(model: nn.Module, batch: int, size: int) -> list[dict]:
 def layer_speeds(name: str, model: nn.Module, args: argparse.Namespace) -> dict:
     """Forward + backward GFLOP/s of each convolution of ``model`` on its own, NCHW against channels_last
     (fp32 or bf16 per ``--bf16``): which layer shapes lose time, and in which memory format."""
-    from speed import timed
-
     rows = []
     total_flops = 0.0
     for c in conv_layers(model, args.batch, args.size):

@@ -113,6 +113,7 @@ def run_one(dataset: str, spec: str, seed: int, minutes: float, size: int) -> di
     train_spec = spec.partition("@")[0]
     run_dir = RUNS / dataset / f"{tag}{slug(train_spec)}-s{seed}-{minutes:g}min"
     if knob is not None:
+        run_one(dataset, train_spec, seed, minutes, size)  # the run the knob evaluates (skipped when done)
         return _eval_knob(dataset, spec, seed, minutes, size, run_dir, knob, out_json)
     recipe = load_recipe(name, {**overrides, "seed": seed, "data.size": size, "data.test_fraction": 0.0,
                                 "data.val_fraction": 0.1, **SETTINGS["extra"]})  # fmt: skip
@@ -128,11 +129,9 @@ def run_one(dataset: str, spec: str, seed: int, minutes: float, size: int) -> di
         fit(recipe, data, run_dir, max_minutes=minutes, progress=False)
     train_s = time.perf_counter() - t0
     res = evaluate(run_dir, split="val", threshold=0.5, out_dir=run_dir / "eval" / "val")
-    env = json.loads((run_dir / "env.json").read_text())
     result = {
         **_header(dataset, spec, seed, minutes, size, run_dir),
         "train_seconds_this_call": train_s,
-        "precision_used": env.get("precision"),
         **_row(res.summary, res.summary["metrics"]),
     }
     return _save(result, out_json)
@@ -150,6 +149,7 @@ def _header(dataset: str, spec: str, seed: int, minutes: float, size: int, run_d
         "budget_minutes": minutes,
         "size": size,
         "epochs_done": len(rows),
+        "precision_used": env.get("precision"),
         "best_epoch": int(max(rows, key=lambda r: r["val_dice"])["epoch"]) if rows else -1,
         "command": f"python benchmarks/quality.py --datasets {dataset} --recipes '{spec}' --seeds {seed} "
         f"--minutes {minutes:g} --size {size}" + (f" --tag {SETTINGS['tag']}" if SETTINGS["tag"] else ""),
@@ -167,8 +167,7 @@ def _save(result: dict, out_json: Path) -> dict:
 def _eval_knob(
     dataset: str, spec: str, seed: int, minutes: float, size: int, run_dir: Path, knob: str, out_json: Path
 ) -> dict:
-    """An evaluation-only knob on the trained run of the spec's training part (trained first if needed)."""
-    run_one(dataset, spec.partition("@")[0], seed, minutes, size)
+    """An evaluation-only knob on the trained run of the spec's training part (``run_dir``)."""
     if knob == "tta":
         res = evaluate(run_dir, split="val", threshold=0.5, tta=True, out_dir=run_dir / "eval" / "val-tta")
         extra = _row(res.summary, res.summary["metrics"])

@@ -114,6 +114,27 @@ def matmul_peak(device: torch.device, min_seconds: float, n: int = 8192) -> floa
     return 2 * n**3 / timed(lambda: torch.mm(a, b), device, min_seconds, min_iters=5) / 1e9
 
 
+def make_train_step(
+    model: nn.Module, runner: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool
+) -> Callable[[], None]:
+    """One training step (forward under optional bf16 autocast, BCE, backward, Adam) on a fixed batch.
+
+    ``runner`` is ``model`` or its compiled form; the optimiser holds ``model``'s parameters.
+    """
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    ctx = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+
+    def train_step() -> None:
+        with ctx():
+            out = runner(x)
+        loss = nn.functional.binary_cross_entropy_with_logits(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return train_step
+
+
 def measure(
     make: Callable[[], nn.Module],
     device: torch.device,
@@ -133,16 +154,8 @@ def measure(
     y = (torch.rand(batch, 1, size, size, device=device) > 0.9).float()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    train_step = make_train_step(model, runner, x, y, bf16)
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-
-    def train_step() -> None:
-        with ctx():
-            out = runner(x)
-        loss = nn.functional.binary_cross_entropy_with_logits(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
     @torch.no_grad()
     def infer() -> None:

@@ -52,15 +52,14 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     if precision != "auto":
         return precision
     dev = device_type(accelerator)
-    if dev == "cuda":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    if dev == "cpu" and cpu_has_bf16_units():
+    if inference_bf16(dev):
         return "bf16-mixed"
-    return "32"
+    return "16-mixed" if dev == "cuda" else "32"
 
 
 def inference_bf16(device: torch.device | str) -> bool:
-    """Whether ``auto`` inference on ``device`` runs under bf16 autocast (same rule as training)."""
+    """Whether ``device`` runs bf16 natively: a CUDA GPU with bf16, or a CPU with bf16 units. The rule
+    behind ``auto`` for both training (:func:`resolve_precision`) and inference."""
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -80,7 +80,7 @@ class SweepAccumulator:
         if self.n == 0:
             raise ValueError("no images to sweep thresholds on")
         m = {k: v / self.n for k, v in self.sums.items()}
-        best = choose_threshold(self.t, m["fbeta"], self.tolerance)
+        best = float(self.t[choose_threshold_index(self.t, m["fbeta"], self.tolerance)])
         return ThresholdSweep(self.t, m["dice"], m["precision"], m["recall"], m["fbeta"], self.beta, best)
 
     def cross_tuned(self, folds: int = 2) -> tuple[list[dict[str, float]], list[float]]:
@@ -98,19 +98,19 @@ class SweepAccumulator:
             raise ValueError(f"cross-tuning with {folds} folds needs at least {folds} images, got {self.n}")
         fold_of = np.arange(self.n) % folds
         scores = np.stack(self.fbeta_per_image)  # (N, T)
-        chosen = [choose_threshold(self.t, scores[fold_of != k].mean(0), self.tolerance) for k in range(folds)]
+        chosen = [choose_threshold_index(self.t, scores[fold_of != k].mean(0), self.tolerance) for k in range(folds)]
         rows = []
         for i, c in enumerate(self.counts):
-            j = int(np.flatnonzero(self.t == chosen[fold_of[i]])[0])
+            j = chosen[fold_of[i]]
             counts = dict(zip(("tp", "fp", "fn", "tn"), (int(v) for v in c[:, j]), strict=True))
             rows.append({**counts, **metrics_from_counts(counts)})
-        return rows, chosen
+        return rows, [float(self.t[j]) for j in chosen]
 
 
-def choose_threshold(thresholds: np.ndarray, score: np.ndarray, tolerance: float = 0.005) -> float:
-    """The threshold nearest 0.5 among those whose ``score`` is within ``tolerance`` of the best."""
+def choose_threshold_index(thresholds: np.ndarray, score: np.ndarray, tolerance: float = 0.005) -> int:
+    """Index of the threshold nearest 0.5 among those whose ``score`` is within ``tolerance`` of the best."""
     cand = np.flatnonzero(score >= score.max() - tolerance - 1e-12)
-    return float(thresholds[cand[np.argmin(np.abs(thresholds[cand] - 0.5))]])
+    return int(cand[np.argmin(np.abs(thresholds[cand] - 0.5))])
 
 
 def sweep(

@@ -219,7 +219,7 @@ def fit(
         # frozen as absolute paths, so that evaluate / report / resume work from any working directory
         data = [str(Path(d).resolve()) if Path(d).exists() else str(d) for d in data]
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
-    if accelerator in ("auto", "cpu") and not torch.cuda.is_available() and devices > 1:
+    if device_type(accelerator) == "cpu" and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
 
     samples = apply_groups(
