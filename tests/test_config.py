@@ -39,6 +39,16 @@ def test_overrides_and_roundtrip(tmp_path: Path) -> None:
     assert load_recipe(path) == r
 
 
+@pytest.mark.parametrize(("given", "want"), [(32, "32"), ("32", "32"), ("bf16", "bf16-mixed"), (16, "16-mixed")])
+def test_precision_accepts_yaml_integers_and_short_names(given: object, want: str) -> None:
+    assert load_recipe("seed16", {"precision": given}).precision == want
+
+
+def test_unknown_precision_is_explained() -> None:
+    with pytest.raises(RecipeError, match="precision"):
+        load_recipe("seed16", {"precision": 64})
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

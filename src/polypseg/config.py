@@ -103,6 +103,13 @@ class Recipe(_Strict):
     #: exponential moving average of the weights (e.g. 0.999); validated and saved weights are the EMA.
     ema_decay: float | None = Field(None, gt=0, lt=1)
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_alias(cls, v: Any) -> Any:
+        # YAML and ``--set precision=32`` give the integer 32; Lightning's short names are accepted too.
+        aliases = {"32": "32", "bf16": "bf16-mixed", "16": "16-mixed"}
+        return aliases.get(str(v), v) if isinstance(v, int | str) and not isinstance(v, bool) else v
+
     @field_validator("multiscale")
     @classmethod
     def _scales(cls, v: list[float]) -> list[float]:
