@@ -31,6 +31,14 @@ def test_seed16_differs_from_seed_only_in_width_and_speed_settings() -> None:
     assert (seed16["precision"], seed16["channels_last"]) == ("auto", True)
 
 
+def test_strong_is_seed16_with_the_structure_loss_and_deep_supervision() -> None:
+    # What benchmarks/quality.py measured best under the CPU budget (docs/results.md).
+    seed16, strong = load_recipe("seed16").model_dump(), load_recipe("strong").model_dump()
+    assert {k for k in seed16 if seed16[k] != strong[k]} == {"name", "description", "model", "loss"}
+    assert strong["model"]["args"] == {**seed16["model"]["args"], "deep_supervision": True}
+    assert strong["loss"] == {**seed16["loss"], "name": "structure"}
+
+
 def test_overrides_and_roundtrip(tmp_path: Path) -> None:
     r = load_recipe("quick", {"epochs": 3, "data.size": 64, "seed": None})
     assert r.epochs == 3 and r.data.size == 64 and r.seed == 0

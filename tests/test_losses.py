@@ -95,3 +95,23 @@ def test_loss_errors() -> None:
         build_loss("focal", beta=1)
     with pytest.raises(ValueError, match="shape"):
         build_loss("dice")(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
+
+
+def test_boundary_weights_equal_the_square_window_mean() -> None:
+    g = torch.Generator().manual_seed(0)
+    target = (torch.rand(2, 1, 40, 56, generator=g) > 0.6).float()  # objects touch every border
+    for kernel in (1, 5, 31):
+        ref = F.avg_pool2d(target, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+        assert torch.allclose(boundary_weights(target, kernel, 5.0), 1 + 5.0 * (ref - target).abs(), atol=1e-6)
+
+
+def test_structure_loss_reuses_weights_only_for_the_same_unchanged_target() -> None:
+    loss = StructureLoss()
+    target = torch.zeros(1, 1, 64, 64)
+    target[..., 10:30, 10:30] = 1
+    logits = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    first = loss(logits, target)
+    assert loss(logits, target) == first  # deep-supervision heads: cached weights, same value
+    target[..., 40:60, 40:60] = 1  # edited in place: the weights must be recomputed
+    assert loss(logits, target) == StructureLoss()(logits, target.clone())
+    assert loss(logits, target) != first
