@@ -99,6 +99,9 @@ def test_resume_continues_from_last(tmp_path: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert res.epochs_done == 2
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    env = json.loads((run / "env.json").read_text())  # the first session kept, the resume appended
+    assert env["time"] <= env["resumes"][0]["time"] and len(env["resumes"]) == 1
+    assert env["precision"] == env["resumes"][0]["precision"]  # both sessions recorded what they used
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ A run folder holds::
 
     config.yaml            the frozen, resolved recipe plus the data sources
     split.json             the split used (reused on resume)
-    env.json               library versions, hardware, command line
+    env.json               library versions, hardware, command line (each --resume appended)
     metrics.csv            one row per epoch: train_loss, val_loss, val_dice, val_iou, lr, seconds
     checkpoints/last.ckpt  full training state, written atomically after every epoch
     checkpoints/best.ckpt  the epoch with the highest validation Dice
@@ -243,8 +243,15 @@ def fit(
         }
         cfg_path.write_text(yaml.safe_dump(frozen_cfg, sort_keys=False))
         write_split(split_path, split, {"seed": recipe.seed, "data": [str(d) for d in data]})
+    env_path = run_dir / "env.json"
     if not child:
-        (run_dir / "env.json").write_text(json.dumps(env_info(), indent=1))
+        # The first session's environment stays on top; each resume is appended under "resumes".
+        env = json.loads(env_path.read_text()) if resume and env_path.exists() else None
+        if env is None:
+            env = env_info()
+        else:
+            env.setdefault("resumes", []).append(env_info())
+        env_path.write_text(json.dumps(env, indent=1))
 
     preprocess = {"size": recipe.data.size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     dm = SegDataModule(
@@ -287,13 +294,14 @@ def fit(
         # trained model once so the run still has its checkpoints and a metrics row.
         trainer.validate(module, datamodule=dm, verbose=False)
     if trainer.is_global_zero:
-        info = json.loads((run_dir / "env.json").read_text())
-        info.update(
+        env = json.loads(env_path.read_text())
+        session = env["resumes"][-1] if resume and env.get("resumes") else env
+        session.update(
             world_size=trainer.world_size,
             strategy=type(trainer.strategy).__name__,
             precision=str(trainer.precision),
         )
-        (run_dir / "env.json").write_text(json.dumps(info, indent=1))
+        env_path.write_text(json.dumps(env, indent=1))
     rows = read_metrics(run_dir) if (run_dir / "metrics.csv").exists() else []
     return RunResult(
         run_dir=run_dir,
