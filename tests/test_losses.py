@@ -105,13 +105,13 @@ def test_boundary_weights_equal_the_square_window_mean() -> None:
         assert torch.allclose(boundary_weights(target, kernel, 5.0), 1 + 5.0 * (ref - target).abs(), atol=1e-6)
 
 
-def test_structure_loss_reuses_weights_only_for_the_same_unchanged_target() -> None:
+def test_structure_loss_follows_a_target_edited_in_place() -> None:
     loss = StructureLoss()
     target = torch.zeros(1, 1, 64, 64)
     target[..., 10:30, 10:30] = 1
     logits = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     first = loss(logits, target)
-    assert loss(logits, target) == first  # deep-supervision heads: cached weights, same value
+    assert loss(logits, target) == first  # deep-supervision heads score the same target: same value
     target[..., 40:60, 40:60] = 1  # edited in place: the weights must be recomputed
     assert loss(logits, target) == StructureLoss()(logits, target.clone())
     assert loss(logits, target) != first

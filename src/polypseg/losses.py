@@ -151,20 +151,11 @@ class StructureLoss(nn.Module):
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"kernel must be a positive odd number, got {kernel}")
         self.kernel, self.strength = kernel, strength
-        # Deep supervision scores every head against the same target: its weights are computed once.
-        self._last: tuple[torch.Tensor, int, torch.Tensor] | None = None
-
-    def _weights(self, target: torch.Tensor) -> torch.Tensor:
-        if self._last is not None and self._last[0] is target and self._last[1] == target._version:
-            return self._last[2]
-        w = boundary_weights(target, self.kernel, self.strength)
-        self._last = (target, target._version, w)
-        return w
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = _check(logits, target).float()
         logits = logits.float()
-        w = self._weights(target)
+        w = boundary_weights(target, self.kernel, self.strength)
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         wbce = (w * bce).sum((2, 3)) / w.sum((2, 3))
         p = torch.sigmoid(logits)

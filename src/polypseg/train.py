@@ -246,11 +246,11 @@ def fit(
     env_path = run_dir / "env.json"
     if not child:
         # The first session's environment stays on top; each resume is appended under "resumes".
-        env = json.loads(env_path.read_text()) if resume and env_path.exists() else None
-        if env is None:
-            env = env_info()
-        else:
+        if resume and env_path.exists():
+            env = json.loads(env_path.read_text())
             env.setdefault("resumes", []).append(env_info())
+        else:
+            env = env_info()
         env_path.write_text(json.dumps(env, indent=1))
 
     preprocess = {"size": recipe.data.size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
