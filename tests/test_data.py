@@ -190,3 +190,17 @@ def test_discover_all_rejects_duplicate_ids(pair_folder: Path) -> None:
         discover_all([pair_folder, pair_folder])
     with pytest.raises(KeyError, match="strong"):
         build_augment("heavy", 64)
+
+
+def test_shard_sampler_scores_every_validation_item_exactly_once() -> None:
+    """torch's DistributedSampler pads 7 items over 3 ranks to 9 (two repeats); the shards do not."""
+    from torch.utils.data import DistributedSampler
+
+    from polypseg.data.dataset import ShardSampler
+
+    items = list(range(7))
+    shards = [list(ShardSampler(items, num_replicas=3, rank=r)) for r in range(3)]
+    assert shards == [[0, 3, 6], [1, 4], [2, 5]]
+    assert [len(ShardSampler(items, num_replicas=3, rank=r)) for r in range(3)] == [3, 2, 2]
+    padded = [i for r in range(3) for i in DistributedSampler(items, num_replicas=3, rank=r, shuffle=False)]
+    assert len(padded) == 9 and sorted(i for s in shards for i in s) == items

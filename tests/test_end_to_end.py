@@ -131,6 +131,9 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = read_metrics(run)
     assert len(rows) == 1 and 0 <= rows[0]["val_dice"] <= 1
+    n_val = len(json.loads((run / "split.json").read_text())["splits"]["val"])
+    assert n_val % 2 == 1  # so a padding sampler would score one image twice
+    assert rows[0]["val_images"] == n_val  # each validation image counted once over both processes
     assert (run / "checkpoints" / "best.ckpt").exists()
     env = json.loads((run / "env.json").read_text())
     assert env["world_size"] == 2 and env["strategy"] == "DDPStrategy"

@@ -5,7 +5,8 @@ A run folder holds::
     config.yaml            the frozen, resolved recipe plus the data sources
     split.json             the split used (reused on resume)
     env.json               library versions, hardware, command line (each --resume appended)
-    metrics.csv            one row per epoch: train_loss, val_loss, val_dice, val_iou, lr, seconds
+    metrics.csv            one row per epoch: train_loss, val_loss, val_dice, val_iou, val_images, lr,
+                           seconds (validation at the training size; `evaluate` scores at original size)
     checkpoints/last.ckpt  full training state, written atomically after every epoch
     checkpoints/best.ckpt  the epoch with the highest validation Dice
 """
@@ -35,7 +36,7 @@ from polypseg.data.split import load_split, make_split, write_split
 from polypseg.device import device_type, resolve_precision
 from polypseg.module import SegModule
 
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds")
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "lr", "seconds")
 
 
 class RunFolderError(RuntimeError):
@@ -102,6 +103,8 @@ def _append_metrics(path: Path, rec: dict[str, float]) -> None:
             w.writeheader()
         row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
         row["epoch"] = int(rec["epoch"])
+        if "val_images" in rec:
+            row["val_images"] = int(rec["val_images"])
         w.writerow(row)
 
 

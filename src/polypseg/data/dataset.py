@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import albumentations as A
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from polypseg.data.augment import build_augment
 from polypseg.data.cache import CachedArrays, build_cache
@@ -63,6 +63,28 @@ class SegDataset(Dataset):
         return x, y
 
 
+class ShardSampler(DistributedSampler):
+    """Rank ``r`` of ``w`` takes items ``r, r + w, r + 2w, ...``: every item exactly once over all ranks.
+
+    torch's ``DistributedSampler`` pads the last shard with repeated items so that every rank gets the
+    same count; in validation those items would be scored twice. Here a rank may get one item fewer,
+    which validation allows (no gradient synchronisation; the sums are reduced once per epoch).
+    Lightning keeps a ``DistributedSampler`` (subclass) it finds instead of putting its own in.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+
+    def _shard(self) -> range:
+        return range(self.rank, len(self.dataset), self.num_replicas)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())
+
+
 class SegDataModule(pl.LightningDataModule):
     """Train and validation loaders over the cached arrays of the given samples and split."""
 
@@ -98,10 +120,15 @@ class SegDataModule(pl.LightningDataModule):
     def _loader(self, split: str, transform: A.Compose | None, shuffle: bool) -> DataLoader:
         assert self.arrays is not None, "call setup() first"
         ds = SegDataset(self.arrays, self._indices(split), transform, self.mean, self.std)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        # Validation under DDP: shard without padding, so no image counts twice (training keeps
+        # Lightning's padded, shuffled DistributedSampler: every rank needs the same number of steps).
+        sampler = ShardSampler(ds) if distributed and not shuffle else None
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(ds) > self.batch_size,
