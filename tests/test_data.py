@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -138,13 +139,19 @@ def test_split_file_roundtrip_and_mismatch(pair_folder: Path, tmp_path: Path) ->
         load_split(tmp_path / "split.json", samples[:-1])
 
 
-def test_cache_builds_once_and_rebuilds_on_change(pair_folder: Path) -> None:
+def test_cache_builds_once_and_rebuilds_on_change(pair_folder: Path, tmp_path: Path) -> None:
     samples = discover(pair_folder)
     a = build_cache(samples, 16)
     assert a.images.shape == (10, 16, 16, 3) and a.masks.shape == (10, 16, 16)
     assert set(np.unique(a.masks)) <= {0, 1}
     b = build_cache(samples, 16)
     assert Path(a.images.filename) == Path(b.images.filename)
+    # A copy of the same bytes (another folder, new modification times) finds the same arrays.
+    copy = tmp_path / "copy" / pair_folder.name
+    shutil.copytree(pair_folder, copy, copy_function=shutil.copyfile)
+    for f in copy.rglob("*.png"):
+        os.utime(f, ns=(5, 5))
+    assert Path(build_cache(discover(copy), 16).images.filename) == Path(a.images.filename)
     target = samples[0].mask
     cv2.imwrite(str(target), np.zeros((40, 48), np.uint8))
     os.utime(target, ns=(1, 1))
@@ -204,3 +211,46 @@ def test_shard_sampler_scores_every_validation_item_exactly_once() -> None:
     assert [len(ShardSampler(items, num_replicas=3, rank=r)) for r in range(3)] == [3, 2, 2]
     padded = [i for r in range(3) for i in DistributedSampler(items, num_replicas=3, rank=r, shuffle=False)]
     assert len(padded) == 9 and sorted(i for s in shards for i in s) == items
+
+
+def test_cache_lists_entries_and_clears_by_age(pair_folder: Path, tmp_path: Path) -> None:
+    from polypseg.data.cache import clear_cache, list_cache
+
+    root = tmp_path / "cache"
+    samples = discover(pair_folder)
+    old, new = build_cache(samples, 16, root), build_cache(samples, 24, root)
+    old_done = Path(old.images.filename).parent / "done.json"
+    os.utime(old_done, (1_000_000, 1_000_000))
+    broken = root / "arrays" / "build-abc"  # an interrupted build: files but no done.json
+    broken.mkdir()
+    (broken / "images.npy").write_bytes(b"x" * 100)
+    os.utime(broken / "images.npy", (900_000, 900_000))
+    entries = list_cache(root)
+    assert [(e.size, e.n_pairs, e.complete) for e in entries] == [(0, 0, False), (16, 10, True), (24, 10, True)]
+    assert entries[1].n_bytes == sum(f.stat().st_size for f in old_done.parent.iterdir())
+    assert entries[1].n_bytes > 10 * 16 * 16 * 4  # images (3 bytes/pixel) + masks (1 byte/pixel)
+    build_cache(samples, 16, root)  # a hit marks the entry as used now
+    assert old_done.stat().st_mtime > 1_000_000
+    os.utime(old_done, (1_000_000, 1_000_000))
+    removed = clear_cache(root, older_than_days=30, now=1_000_000 + 31 * 86400)
+    assert sorted(e.size for e in removed) == [0, 16]
+    assert [e.size for e in list_cache(root)] == [24]
+    assert Path(new.images.filename).exists()
+    assert [e.size for e in clear_cache(root)] == [24] and list_cache(root) == []
+
+
+def test_cli_data_cache_lists_and_clears(pair_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from polypseg.cli import app
+
+    monkeypatch.setenv("POLYPSEG_CACHE", str(tmp_path / "c"))
+    build_cache(discover(pair_folder), 16)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["data", "cache"])
+    assert listed.exit_code == 0 and "1 entries" in listed.output
+    bad = runner.invoke(app, ["data", "cache", "--older-than", "3"])
+    assert bad.exit_code != 0 and "--clear" in bad.output
+    cleared = runner.invoke(app, ["data", "cache", "--clear"])
+    assert cleared.exit_code == 0 and "1 entries" in cleared.output
+    assert runner.invoke(app, ["data", "cache"]).output.count("0 entries") == 1

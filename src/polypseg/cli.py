@@ -363,6 +363,33 @@ def data_synthetic(
     console.print(f"wrote {n} synthetic frames to {out}")
 
 
+@data_app.command("cache")
+def data_cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Remove entries (all, or with --older-than).")] = False,
+    older_than: Annotated[
+        float | None, typer.Option(help="With --clear: only entries unused for more than this many days.")
+    ] = None,
+) -> None:
+    """List the decoded-data cache ($POLYPSEG_CACHE or ~/.cache/polypseg) and optionally clear it.
+    Runs rebuild what they need; clearing loses no results."""
+    from datetime import datetime
+
+    from polypseg.data.cache import cache_root, clear_cache, list_cache
+
+    if older_than is not None and not clear:
+        _fail(ValueError("--older-than only applies with --clear"))
+    entries = clear_cache(older_than_days=older_than) if clear else list_cache()
+    table = Table(title=f"{'removed from' if clear else 'cache'} {cache_root() / 'arrays'}")
+    for col in ("entry", "size px", "pairs", "MB", "last used"):
+        table.add_column(col, justify="left" if col in ("entry", "last used") else "right")
+    for e in entries:
+        used = datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
+        size = str(e.size) if e.complete else "interrupted build"
+        table.add_row(e.path.name, size, str(e.n_pairs), f"{e.n_bytes / 2**20:.1f}", used)
+    console.print(table)
+    console.print(f"{len(entries)} entries, {sum(e.n_bytes for e in entries) / 2**20:.1f} MB")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,18 +1,25 @@
 """Decode-once cache: every image and mask resized to the training size, stored as ``uint8`` arrays.
 
 Arrays live in ``<cache root>/arrays/<key>/{images,masks}.npy`` and are opened memory-mapped, so data
-loader workers share them. The key is a hash of the training size and each file's path, size and
-modification time: changing, adding or removing a file gives a new key (a rebuild). A build writes
-into a temporary folder and renames it, so two processes building at once are safe.
+loader workers share them. The key is a hash of the training size, the sample ids and each file's
+bytes: changing, adding or removing a file gives a new key (a rebuild), while a copy of the same data
+(new modification times, another folder) finds its arrays again. A build writes into a temporary
+folder and renames it, so two processes building at once are safe.
+
+Keys of changed data are never reused, so the cache only grows: :func:`list_cache` shows each entry with its size
+and when a run last used it, :func:`clear_cache` removes entries (all, or those unused for some days)
+and the leftovers of interrupted builds (``polypseg data cache [--clear] [--older-than DAYS]``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,17 +54,42 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndar
     return image, mask
 
 
-def _fingerprint(samples: Sequence, size: int) -> str:
-    h = hashlib.sha1(f"v2 size={size}".encode())
-    stats: dict[Path, str] = {}
+def _fingerprint(samples: Sequence, size: int, content: bool) -> str:
+    """Hash of the size, the sample ids and each file's path, size and mtime (``content=False``: quick,
+    read from the file system) or each file's size and bytes (``content=True``: survives a copy)."""
+    h = hashlib.sha1(f"v3 size={size} content={content}".encode())
+    seen: dict[Path, str] = {}
     for s in samples:
         h.update(f"{s.id}|{s.index}|{s.foreground_labels}\n".encode())
         for p in (s.image, s.mask):
-            if p not in stats:
+            if p not in seen:
                 st = os.stat(p)
-                stats[p] = f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n"
-            h.update(stats[p].encode())
+                if content:
+                    seen[p] = f"{st.st_size}|{hashlib.blake2b(Path(p).read_bytes(), digest_size=16).hexdigest()}\n"
+                else:
+                    seen[p] = f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n"
+            h.update(seen[p].encode())
     return h.hexdigest()[:16]
+
+
+def _entry_folder(samples: Sequence, size: int, root: Path) -> Path:
+    """The cache folder for ``samples`` at ``size``, keyed by file content.
+
+    Reading every file costs about 5 ms per MB, so a small alias file ``<root>/stat/<quick key>`` remembers
+    the content key of files whose path, size and mtime are unchanged. A copied or re-checked-out data
+    set (new mtimes, same bytes) misses the alias, is read once, and finds its arrays again.
+    """
+    alias = root / "stat" / _fingerprint(samples, size, content=False)
+    if alias.exists():
+        folder = root / "arrays" / alias.read_text().strip()
+        if (folder / "done.json").exists():
+            return folder
+    key = _fingerprint(samples, size, content=True)
+    alias.parent.mkdir(parents=True, exist_ok=True)
+    tmp = alias.with_name(f"{alias.name}.{os.getpid()}.tmp")
+    tmp.write_text(key)
+    os.replace(tmp, alias)
+    return root / "arrays" / key
 
 
 def build_cache(samples: Sequence, size: int, root: Path | None = None) -> CachedArrays:
@@ -68,10 +100,12 @@ def build_cache(samples: Sequence, size: int, root: Path | None = None) -> Cache
     """
     from polypseg.data.sources import read_sample
 
-    root = (root or cache_root()) / "arrays"
-    folder = root / _fingerprint(samples, size)
+    folder = _entry_folder(samples, size, root or cache_root())
+    root = folder.parent
     ids = [s.id for s in samples]
-    if not (folder / "done.json").exists():
+    if (folder / "done.json").exists():
+        _touch(folder / "done.json")
+    else:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="build-", dir=root))
         try:
@@ -103,3 +137,64 @@ def build_cache(samples: Sequence, size: int, root: Path | None = None) -> Cache
         masks=np.load(folder / "masks.npy", mmap_mode="r"),
         ids=ids,
     )
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry as used now (its ``done.json`` mtime); a read-only cache is left as it is."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+@dataclass
+class CacheEntry:
+    """One cache folder: ``size`` px (0 and ``complete=False`` for an interrupted build), ``n_pairs``
+    pairs, ``n_bytes`` on disk, ``last_used`` as a Unix time (seconds)."""
+
+    path: Path
+    size: int
+    n_pairs: int
+    n_bytes: int
+    last_used: float
+    complete: bool
+
+
+def list_cache(root: Path | None = None) -> list[CacheEntry]:
+    """Every entry under ``<root>/arrays`` (default :func:`cache_root`), least recently used first."""
+    arrays = (root or cache_root()) / "arrays"
+    entries = []
+    for folder in sorted(arrays.iterdir()) if arrays.is_dir() else []:
+        if not folder.is_dir():
+            continue
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        n_bytes = sum(f.stat().st_size for f in files)
+        done = folder / "done.json"
+        if done.exists():
+            meta = json.loads(done.read_text())
+            entries.append(CacheEntry(folder, int(meta["size"]), len(meta["ids"]), n_bytes, done.stat().st_mtime, True))
+        else:
+            last = max([f.stat().st_mtime for f in files], default=folder.stat().st_mtime)
+            entries.append(CacheEntry(folder, 0, 0, n_bytes, last, False))
+    return sorted(entries, key=lambda e: e.last_used)
+
+
+def clear_cache(
+    root: Path | None = None, older_than_days: float | None = None, now: float | None = None
+) -> list[CacheEntry]:
+    """Remove cache entries; returns those removed.
+
+    Args:
+        older_than_days: remove only entries last used more than this many days ago (``None``: all).
+            An interrupted build is removed only when it is as old as that too (or, with ``None``,
+            always), so a build running now in another process is left alone unless clearing all.
+        now: the current Unix time (tests); default ``time.time()``.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for e in list_cache(root):
+        if older_than_days is not None and now - e.last_used <= older_than_days * 86400:
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(e)
+    if older_than_days is None:  # the aliases (path/mtime key -> content key) go too
+        shutil.rmtree((root or cache_root()) / "stat", ignore_errors=True)
+    return removed
