@@ -85,6 +85,68 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return LoadedModel(model=model, meta=meta, path=path)
 
 
+class InitWeightsError(ValueError):
+    """A weights file that cannot initialise the model (not a state dict, or tensors that do not fit)."""
+
+
+def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The model tensors in a loaded file: a polypseg / Lightning checkpoint's ``state_dict`` without its
+    ``model.`` prefix, or a plain state dict (a DDP ``module.`` prefix is dropped too)."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InitWeightsError(
+            f"{path} holds no state dict: give a polypseg checkpoint (.ckpt) or a file written by "
+            "torch.save(model.state_dict())"
+        )
+    for prefix in ("model.", "module."):
+        if all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
+    return obj
+
+
+def init_weights_from(model: nn.Module, path: str | Path, strict: bool = True) -> dict[str, int]:
+    """Copy weights from a local file into ``model`` in place (fine-tuning; nothing is downloaded).
+
+    Args:
+        path: a polypseg checkpoint, a Lightning checkpoint of a module holding the model as ``model``,
+            or a plain state dict; loaded with ``weights_only=True``.
+        strict: every tensor of ``model`` must be in the file with the same shape. Otherwise only
+            tensors with matching name and shape are copied; the others keep their initialisation.
+
+    Returns:
+        ``{"loaded": n, "kept": n, "unused": n}``: tensors copied, model tensors left as they were,
+        file tensors not used.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        InitWeightsError: the file holds no state dict, or (strict) tensors are missing or differ in shape;
+            the message names the file and up to five such tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_weights file {path} does not exist (it must be a local file)")
+    source = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
+    target = model.state_dict()
+    match = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
+    missing = [k for k in target if k not in source]
+    wrong = [
+        f"{k} {tuple(source[k].shape)} vs model {tuple(target[k].shape)}"
+        for k in target
+        if k in source and k not in match
+    ]
+    if strict and (missing or wrong):
+        problems = [f"missing: {k}" for k in missing[:5]] + [f"shape: {w}" for w in wrong[:5]]
+        raise InitWeightsError(
+            f"{path} does not fit the model ({len(missing)} tensors missing, {len(wrong)} of another shape: "
+            + "; ".join(problems)
+            + "). Use the model.name and model.args it was trained with, or set init_strict: false "
+            "(--init-partial) to copy only the tensors that fit"
+        )
+    model.load_state_dict(match, strict=False)
+    return {"loaded": len(match), "kept": len(target) - len(match), "unused": len(source) - len(match)}
+
+
 def update_checkpoint_meta(path: str | Path, **updates: Any) -> None:
     """Rewrite fields of a checkpoint's ``polypseg`` metadata (e.g. a tuned threshold), atomically."""
     path = Path(path)

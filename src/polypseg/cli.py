@@ -101,10 +101,18 @@ def train(
     foreground_labels: Annotated[
         str | None, typer.Option(help="Mask labels that count as polyp in multi-label masks, e.g. '1,2'.")
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Fine-tune: start from this local checkpoint or state-dict file."),
+    ] = None,
+    init_partial: Annotated[
+        bool, typer.Option("--init-partial", help="With --init: copy only the tensors whose name and shape fit.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     tune: Annotated[bool, typer.Option(help="Tune the threshold on validation after training.")] = True,
 ) -> None:
     """Train a model; writes config, split, checkpoints and metrics.csv into --out."""
+    from polypseg.checkpoint import InitWeightsError
     from polypseg.config import RecipeError, load_recipe
     from polypseg.data.errors import DataError
     from polypseg.train import RunFolderError, fit
@@ -125,6 +133,8 @@ def train(
                 "data.group_regex": group_regex,
                 "data.group_csv": group_csv,
                 "data.foreground_labels": _labels(foreground_labels),
+                "init_weights": str(init) if init else None,
+                "init_strict": False if init_partial else None,
             }
             rec = load_recipe(recipe, overrides)
         result = fit(
@@ -139,7 +149,7 @@ def train(
             progress=progress,
             epochs=epochs if resume else None,
         )
-    except (RecipeError, DataError, RunFolderError, FileNotFoundError) as exc:
+    except (RecipeError, DataError, RunFolderError, FileNotFoundError, InitWeightsError) as exc:
         _fail(exc)
     from polypseg.train import _is_ddp_child
 

@@ -102,6 +102,12 @@ class Recipe(_Strict):
     multiscale: list[float] = Field(default_factory=list)
     #: exponential moving average of the weights (e.g. 0.999); validated and saved weights are the EMA.
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    #: fine-tuning: initialise the model from this local file before training (a polypseg checkpoint or a
+    #: ``torch.save(model.state_dict())`` file of the same architecture); nothing is ever downloaded.
+    init_weights: str | None = None
+    #: with ``init_weights``: every model tensor must be in the file with its shape (True), or only the
+    #: tensors whose name and shape match are copied and the rest keep their random initialisation (False).
+    init_strict: bool = True
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -28,12 +28,13 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
-from polypseg.checkpoint import versions
+from polypseg.checkpoint import init_weights_from, versions
 from polypseg.config import Recipe
 from polypseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataModule
 from polypseg.data.sources import apply_groups, discover_all
 from polypseg.data.split import load_split, make_split, write_split
 from polypseg.device import device_type, resolve_precision
+from polypseg.models import build_model
 from polypseg.module import SegModule
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "lr", "seconds")
@@ -118,6 +119,16 @@ def _truncate_metrics(path: Path, from_epoch: int) -> None:
         w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
         w.writeheader()
         w.writerows(rows)
+
+
+def _check_init_weights(recipe: Recipe) -> None:
+    """Fail before anything is written if ``recipe.init_weights`` cannot initialise its model.
+
+    The probe model is built under a forked RNG, so the run's own initialisation is unchanged.
+    """
+    with torch.random.fork_rng(devices=[]):
+        probe = build_model(recipe.model.name, **recipe.model.args)
+    init_weights_from(probe, recipe.init_weights or "", recipe.init_strict)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
@@ -221,6 +232,9 @@ def fit(
     if not resume:
         # frozen as absolute paths, so that evaluate / report / resume work from any working directory
         data = [str(Path(d).resolve()) if Path(d).exists() else str(d) for d in data]
+        if recipe.init_weights:
+            recipe = recipe.model_copy(update={"init_weights": str(Path(recipe.init_weights).resolve())})
+            _check_init_weights(recipe)  # before the run folder is written
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     if device_type(accelerator) == "cpu" and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
@@ -262,6 +276,12 @@ def fit(
     )
     dm.setup("fit")  # build the cache once, before any DDP process starts
     module = SegModule(recipe, preprocess, time_budget_s=max_minutes * 60 if max_minutes else None)
+    if recipe.init_weights and not resume:  # a resumed run's weights come from last.ckpt
+        loaded = init_weights_from(module.model, recipe.init_weights, recipe.init_strict)
+        if not child:
+            env = json.loads(env_path.read_text())
+            env["init_weights"] = {"path": recipe.init_weights, **loaded}
+            env_path.write_text(json.dumps(env, indent=1))
     recorder = RunRecorder(run_dir)
     callbacks: list[pl.Callback] = [recorder]
     if recipe.ema_decay is not None:
