@@ -33,8 +33,10 @@ from pathlib import Path
 
 import yaml
 
+from polypseg.compare import compare, read_scores
 from polypseg.config import load_recipe
 from polypseg.evaluate import evaluate
+from polypseg.stats import bootstrap_ci
 from polypseg.train import fit, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +156,7 @@ def _header(dataset: str, spec: str, seed: int, minutes: float, size: int, run_d
         "command": f"python benchmarks/quality.py --datasets {dataset} --recipes '{spec}' --seeds {seed} "
         f"--minutes {minutes:g} --size {size}" + (f" --tag {SETTINGS['tag']}" if SETTINGS["tag"] else ""),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "tag": SETTINGS["tag"],
     }
 
 
@@ -181,12 +184,49 @@ def _eval_knob(
     return _save({**_header(dataset, spec, seed, minutes, size, run_dir), **extra}, out_json)
 
 
+def eval_dir(r: dict) -> Path | None:
+    """The evaluation folder (``per_image.csv``) behind a result; None for ``@threshold`` (no per-image file)."""
+    train_spec, _, knob = r["recipe"].partition("@")
+    if knob == "threshold":
+        return None
+    tag = f"{r['tag']}-" if r.get("tag") else ""
+    run_dir = RUNS / r["dataset"] / f"{tag}{slug(train_spec)}-s{r['seed']}-{r['budget_minutes']:g}min"
+    return run_dir / "eval" / ("val-tta" if knob == "tta" else "val")
+
+
+def add_uncertainty(results: list[dict]) -> None:
+    """Fill each result's ``mDice_ci95`` (bootstrap over validation images) and ``paired_vs_base`` (the
+    paired comparison with its base run: same data set, seed, budget and size, so the same images),
+    from the run folders' ``per_image.csv``. Results whose folders are absent keep what they hold."""
+    by_key = {(r["dataset"], r["device"], r["budget_minutes"], r["size"], r["seed"], r["recipe"]): r for r in results}
+    for r in results:
+        mine = eval_dir(r)
+        if mine is None or not (mine / "per_image.csv").exists():
+            continue
+        dice = list(read_scores(mine / "per_image.csv", "dice").values())
+        r["mDice_ci95"] = list(bootstrap_ci(dice))
+        base = by_key.get((r["dataset"], r["device"], r["budget_minutes"], r["size"], r["seed"], r["base"]))
+        theirs = eval_dir(base) if base is not None and base is not r else None
+        if theirs is not None and (theirs / "per_image.csv").exists():
+            c = compare(theirs, mine, metric="dice")
+            r["paired_vs_base"] = {k: getattr(c, k) for k in ("n_images", "diff", "ci_low", "ci_high", "p_value")}
+
+
 MARKER = "<!-- written by hand below this line; benchmarks/quality.py --table keeps it -->"
 
 
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """Rebuild the markdown table from every result JSON, the seed recipe as the baseline row."""
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("quality-*.json"))]
+    paths = sorted(RESULTS.glob("quality-*.json"))
+    results = [json.loads(p.read_text()) for p in paths]
+    for r in results:
+        r.setdefault("device", "CPU, 2 threads")  # results written before the field existed
+        r.setdefault("base", base_of(r["recipe"]))
+    before = [json.dumps(r, sort_keys=True) for r in results]
+    add_uncertainty(results)
+    for p, r, old in zip(paths, results, before, strict=True):
+        if json.dumps(r, sort_keys=True) != old:
+            p.write_text(json.dumps(r, indent=1))
     lines = [
         "# Quality results",
         "",
@@ -195,10 +235,11 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "threshold 0.5.",
         "Δ mDice is against the spec's base at the same budget and data set (mean over the base's seeds):",
         "a plain recipe against `seed`, a `recipe+knob` or `recipe@knob` against `recipe`.",
+        "95% CI: percentile bootstrap of mDice over the validation images (2000 resamples). Paired Δ: the",
+        "same-seed base run scored on the same images; its bootstrap interval and a sign-flip permutation",
+        "p-value (`polypseg compare`). Both measure image sampling, not seed-to-seed training variation.",
         "",
     ]
-    for r in results:
-        r.setdefault("device", "CPU, 2 threads")  # results written before the field existed
     keys = {(r["dataset"], r["device"], r["budget_minutes"]) for r in results}
     groups = sorted(keys, key=lambda g: (g[0], g[1], -g[2]))
     for dataset, device, minutes in groups:
@@ -220,8 +261,9 @@ def _table(title: str, rs: list[dict]) -> list[str]:
     lines = [
         f"## {title}",
         "",
-        "| recipe | seed | size | epochs | mDice | Δ mDice | vs | mIoU | precision | recall | S-measure | MAE |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | seed | size | epochs | mDice | 95% CI | Δ mDice | vs | paired Δ [95% CI], p | mIoU | precision "
+        "| recall | S-measure | MAE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {"seed": 0, "strong": 1, "seed16": 2}
     rs = sorted(rs, key=lambda r: (order.get(r["recipe"], 3), r["recipe"], r["seed"]))
@@ -229,10 +271,14 @@ def _table(title: str, rs: list[dict]) -> list[str]:
         base = r.get("base", base_of(r["recipe"]))
         ref = base_mean(base)
         delta = "" if r["recipe"] == base else (f"{r['mDice'] - ref:+.4f}" if ref is not None else "n/a")
+        ci = r.get("mDice_ci95")
+        ci_text = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+        pv = r.get("paired_vs_base")
+        paired = f"{pv['diff']:+.3f} [{pv['ci_low']:+.3f}, {pv['ci_high']:+.3f}], {pv['p_value']:.3f}" if pv else ""
         lines.append(
-            f"| `{r['recipe']}` | {r['seed']} | {r['size']} | {r['epochs_done']} | {r['mDice']:.4f} | {delta} | "
-            f"`{base}` | {r['mIoU']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | {r['s_measure']:.4f} | "
-            f"{r['mae']:.4f} |"
+            f"| `{r['recipe']}` | {r['seed']} | {r['size']} | {r['epochs_done']} | {r['mDice']:.4f} | {ci_text} | "
+            f"{delta} | `{base}` | {paired} | {r['mIoU']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
+            f"{r['s_measure']:.4f} | {r['mae']:.4f} |"
         )
     return lines + ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rs] + [""]
 

@@ -171,3 +171,12 @@ def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
     assert len(ct["thresholds"]) == 2 and ct["metrics"]["n_images"] == s["metrics"]["n_images"]
     forced = evaluate(run, split="test", threshold=0.5, out_dir=tmp_path / "forced")
     assert forced.summary["metrics"]["mean"]["dice"] == pytest.approx(s["metrics_at_0.5"]["mean"]["dice"])
+    from polypseg.compare import compare
+    from polypseg.stats import bootstrap_ci
+
+    low, high = s["ci95"]["dice"]
+    assert (low, high) == bootstrap_ci([r["dice"] for r in res.rows])
+    assert low <= s["metrics"]["mean"]["dice"] <= high
+    vs = compare(run, tmp_path / "forced")  # the run's tuned threshold against 0.5, the same test images
+    assert vs.n_images == s["metrics"]["n_images"]
+    assert vs.diff == pytest.approx(s["metrics_at_0.5"]["mean"]["dice"] - s["metrics"]["mean"]["dice"])

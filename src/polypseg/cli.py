@@ -76,6 +76,12 @@ def _print_summary(summary: dict, title: str) -> None:
         f"threshold {summary['threshold']:.3f} ({summary['threshold_source']}); "
         f"{summary['n_empty_gt']} with empty ground truth"
     )
+    if "ci95" in summary:
+        ci, m = summary["ci95"], summary["metrics"]["mean"]
+        console.print(
+            f"95% intervals over images (bootstrap): mDice {m['dice']:.4f} [{ci['dice'][0]:.4f}, {ci['dice'][1]:.4f}], "
+            f"mIoU {m['iou']:.4f} [{ci['iou'][0]:.4f}, {ci['iou'][1]:.4f}]"
+        )
 
 
 @app.command()
@@ -315,6 +321,44 @@ def export(
     except (ImportError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     console.print(f"exported {path}")
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="Model A: run folder, evaluation folder or per_image.csv.")],
+    b: Annotated[Path, typer.Argument(help="Model B, evaluated on the same images.")],
+    split: Annotated[str, typer.Option(help="The evaluated split to read from run folders.")] = "test",
+    metric: Annotated[
+        str, typer.Option(help="Per-image metric: dice, iou, precision, recall, s_measure, mae, ...")
+    ] = "dice",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the result to this JSON file.")] = None,
+) -> None:
+    """Is B better than A? Paired over the same images: mean difference, its 95% bootstrap interval and a
+    sign-flip permutation p-value. Run `polypseg evaluate` on both first."""
+    import json
+
+    from polypseg.compare import compare as compare_evals
+
+    try:
+        r = compare_evals(a, b, split, metric)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    table = Table(title=f"{metric}, {r.n_images} images, B - A")
+    for col in ("A mean", "B mean", "B - A", f"{r.level:.0%} interval", "p (permutation)", "B / A better / tie"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{r.mean_a:.4f}",
+        f"{r.mean_b:.4f}",
+        f"{r.diff:+.4f}",
+        f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
+        f"{r.p_value:.4f}",
+        f"{r.b_better} / {r.a_better} / {r.ties}",
+    )
+    console.print(table)
+    console.print(f"A = {a}\nB = {b}", markup=False, soft_wrap=True)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"a": str(a), "b": str(b), "split": split, **r.to_dict()}, indent=1))
+        console.print(f"written: {json_out}")
 
 
 @data_app.command("check")

@@ -154,6 +154,13 @@ def make_report(
         _table(header, metric_rows),
         f"<p class='note'>{html.escape(summary['averaging'])}. {html.escape(summary['empty_rule'])}</p>",
     ]
+    if "ci95" in summary:
+        ci = summary["ci95"]
+        parts.append(
+            f"<p class='note'>95% intervals over images: mDice [{ci['dice'][0]:.4f}, {ci['dice'][1]:.4f}], mIoU "
+            f"[{ci['iou'][0]:.4f}, {ci['iou'][1]:.4f}] ({html.escape(ci['method'])}): how far the mean could move "
+            "on another draw of images like these; it does not cover seed-to-seed training variation.</p>"
+        )
     if recipe_name == "seed":
         parts.append(
             "<p class='note'>Original report: test F1 0.28, accuracy 0.05, precision 0.01 (averaged wrongly, "
