@@ -274,7 +274,8 @@ def _table(title: str, rs: list[dict]) -> list[str]:
         ci = r.get("mDice_ci95")
         ci_text = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
         pv = r.get("paired_vs_base")
-        paired = f"{pv['diff']:+.3f} [{pv['ci_low']:+.3f}, {pv['ci_high']:+.3f}], {pv['p_value']:.3f}" if pv else ""
+        p_text = "<0.001" if pv and pv["p_value"] < 0.001 else (f"{pv['p_value']:.3f}" if pv else "")
+        paired = f"{pv['diff']:+.3f} [{pv['ci_low']:+.3f}, {pv['ci_high']:+.3f}], {p_text}" if pv else ""
         lines.append(
             f"| `{r['recipe']}` | {r['seed']} | {r['size']} | {r['epochs_done']} | {r['mDice']:.4f} | {ci_text} | "
             f"{delta} | `{base}` | {paired} | {r['mIoU']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
