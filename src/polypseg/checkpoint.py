@@ -105,18 +105,21 @@ def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def init_weights_from(model: nn.Module, path: str | Path, strict: bool = True) -> dict[str, int]:
-    """Copy weights from a local file into ``model`` in place (fine-tuning; nothing is downloaded).
+def fitting_tensors(
+    target: dict[str, torch.Tensor], path: str | Path, strict: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """The tensors of a local weights file that fit a model whose state dict is ``target``.
 
     Args:
+        target: the model's ``state_dict()`` (only names and shapes are read).
         path: a polypseg checkpoint, a Lightning checkpoint of a module holding the model as ``model``,
             or a plain state dict; loaded with ``weights_only=True``.
-        strict: every tensor of ``model`` must be in the file with the same shape. Otherwise only
-            tensors with matching name and shape are copied; the others keep their initialisation.
+        strict: every tensor of ``target`` must be in the file with the same shape. Otherwise only
+            tensors with matching name and shape are returned.
 
     Returns:
-        ``{"loaded": n, "kept": n, "unused": n}``: tensors copied, model tensors left as they were,
-        file tensors not used.
+        ``(tensors, counts)``: the tensors to load, and ``{"loaded": n, "kept": n, "unused": n}``
+        (tensors copied, model tensors left as they were, file tensors not used).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -127,7 +130,6 @@ def init_weights_from(model: nn.Module, path: str | Path, strict: bool = True) -
     if not path.is_file():
         raise FileNotFoundError(f"init_weights file {path} does not exist (it must be a local file)")
     source = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
-    target = model.state_dict()
     match = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
     missing = [k for k in target if k not in source]
     wrong = [
@@ -143,8 +145,16 @@ def init_weights_from(model: nn.Module, path: str | Path, strict: bool = True) -
             + "). Use the model.name and model.args it was trained with, or set init_strict: false "
             "(--init-partial) to copy only the tensors that fit"
         )
+    counts = {"loaded": len(match), "kept": len(target) - len(match), "unused": len(source) - len(match)}
+    return match, counts
+
+
+def init_weights_from(model: nn.Module, path: str | Path, strict: bool = True) -> dict[str, int]:
+    """Copy the fitting tensors of a local weights file into ``model`` in place (fine-tuning; nothing is
+    downloaded). Returns the counts of :func:`fitting_tensors`, which also lists what it raises."""
+    match, counts = fitting_tensors(model.state_dict(), path, strict)
     model.load_state_dict(match, strict=False)
-    return {"loaded": len(match), "kept": len(target) - len(match), "unused": len(source) - len(match)}
+    return counts
 
 
 def update_checkpoint_meta(path: str | Path, **updates: Any) -> None:

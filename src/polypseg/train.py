@@ -28,7 +28,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
-from polypseg.checkpoint import init_weights_from, versions
+from polypseg.checkpoint import fitting_tensors, versions
 from polypseg.config import Recipe
 from polypseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataModule
 from polypseg.data.sources import apply_groups, discover_all
@@ -121,14 +121,16 @@ def _truncate_metrics(path: Path, from_epoch: int) -> None:
         w.writerows(rows)
 
 
-def _check_init_weights(recipe: Recipe) -> None:
-    """Fail before anything is written if ``recipe.init_weights`` cannot initialise its model.
+def _read_init_weights(recipe: Recipe) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """The tensors of ``recipe.init_weights`` that fit the recipe's model, and their counts; raises
+    before anything is written if they cannot initialise it (see :func:`fitting_tensors`).
 
-    The probe model is built under a forked RNG, so the run's own initialisation is unchanged.
+    The shapes come from a probe model built under a forked RNG, so the run's own initialisation is
+    unchanged.
     """
     with torch.random.fork_rng(devices=[]):
         probe = build_model(recipe.model.name, **recipe.model.args)
-    init_weights_from(probe, recipe.init_weights or "", recipe.init_strict)
+    return fitting_tensors(probe.state_dict(), recipe.init_weights or "", recipe.init_strict)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
@@ -232,9 +234,10 @@ def fit(
     if not resume:
         # frozen as absolute paths, so that evaluate / report / resume work from any working directory
         data = [str(Path(d).resolve()) if Path(d).exists() else str(d) for d in data]
-        if recipe.init_weights:
-            recipe = recipe.model_copy(update={"init_weights": str(Path(recipe.init_weights).resolve())})
-            _check_init_weights(recipe)  # before the run folder is written
+    init: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
+    if recipe.init_weights and not resume:  # a resumed run's weights come from last.ckpt
+        recipe = recipe.model_copy(update={"init_weights": str(Path(recipe.init_weights).resolve())})
+        init = _read_init_weights(recipe)  # before the run folder is written
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     if device_type(accelerator) == "cpu" and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
@@ -268,6 +271,8 @@ def fit(
             env.setdefault("resumes", []).append(env_info())
         else:
             env = env_info()
+        if init is not None:
+            env["init_weights"] = {"path": recipe.init_weights, **init[1]}
         env_path.write_text(json.dumps(env, indent=1))
 
     preprocess = {"size": recipe.data.size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
@@ -276,12 +281,8 @@ def fit(
     )
     dm.setup("fit")  # build the cache once, before any DDP process starts
     module = SegModule(recipe, preprocess, time_budget_s=max_minutes * 60 if max_minutes else None)
-    if recipe.init_weights and not resume:  # a resumed run's weights come from last.ckpt
-        loaded = init_weights_from(module.model, recipe.init_weights, recipe.init_strict)
-        if not child:
-            env = json.loads(env_path.read_text())
-            env["init_weights"] = {"path": recipe.init_weights, **loaded}
-            env_path.write_text(json.dumps(env, indent=1))
+    if init is not None:
+        module.model.load_state_dict(init[0], strict=False)
     recorder = RunRecorder(run_dir)
     callbacks: list[pl.Callback] = [recorder]
     if recipe.ema_decay is not None:
