@@ -268,7 +268,7 @@ def _table(title: str, rs: list[dict]) -> list[str]:
     order = {"seed": 0, "strong": 1, "seed16": 2}
     rs = sorted(rs, key=lambda r: (order.get(r["recipe"], 3), r["recipe"], r["seed"]))
     for r in rs:
-        base = r.get("base", base_of(r["recipe"]))
+        base = r["base"]  # write_table fills it for results written before the field existed
         ref = base_mean(base)
         delta = "" if r["recipe"] == base else (f"{r['mDice'] - ref:+.4f}" if ref is not None else "n/a")
         ci = r.get("mDice_ci95")

@@ -162,7 +162,7 @@ class SegModule(pl.LightningModule):
             "val_loss": s["val_loss"] / max(s["val_n"], 1),
             "val_dice": s["val_dice"] / max(s["val_n"], 1),
             "val_iou": s["val_iou"] / max(s["val_n"], 1),
-            "val_images": s["val_n"],
+            "val_images": int(s["val_n"]),
             "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
         }
         self.epoch_record = rec

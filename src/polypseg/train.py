@@ -104,8 +104,6 @@ def _append_metrics(path: Path, rec: dict[str, float]) -> None:
             w.writeheader()
         row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
         row["epoch"] = int(rec["epoch"])
-        if "val_images" in rec:
-            row["val_images"] = int(rec["val_images"])
         w.writerow(row)
 
 
