@@ -220,6 +220,7 @@ def test_cache_lists_entries_and_clears_by_age(pair_folder: Path, tmp_path: Path
     samples = discover(pair_folder)
     old, new = build_cache(samples, 16, root), build_cache(samples, 24, root)
     old_done = Path(old.images.filename).parent / "done.json"
+    assert not (old_done.parent / "owner.json").exists()  # a finished build names no owner
     os.utime(old_done, (1_000_000, 1_000_000))
     broken = root / "arrays" / "build-abc"  # an interrupted build: files but no done.json
     broken.mkdir()
@@ -237,6 +238,31 @@ def test_cache_lists_entries_and_clears_by_age(pair_folder: Path, tmp_path: Path
     assert [e.size for e in list_cache(root)] == [24]
     assert Path(new.images.filename).exists()
     assert [e.size for e in clear_cache(root)] == [24] and list_cache(root) == []
+
+
+def test_cache_clear_spares_a_build_that_is_still_running(tmp_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from polypseg.data.cache import OWNER, clear_cache, list_cache
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owners = {
+        "build-live": {"pid": os.getpid(), "host": socket.gethostname()},  # this process: running
+        "build-dead": {"pid": int(finished.stdout), "host": socket.gethostname()},  # exited above
+        "build-other-host": {"pid": 1, "host": socket.gethostname() + "-elsewhere"},  # cannot be checked
+    }
+    for name, owner in owners.items():
+        folder = tmp_path / "arrays" / name
+        folder.mkdir(parents=True)
+        (folder / OWNER).write_text(json.dumps(owner))
+    (tmp_path / "arrays" / "build-old").mkdir()  # no owner file: interrupted before owner files existed
+    building = {e.path.name: e.building for e in list_cache(tmp_path)}
+    assert building == {"build-live": True, "build-dead": False, "build-other-host": True, "build-old": False}
+    assert sorted(e.path.name for e in clear_cache(tmp_path)) == ["build-dead", "build-old"]
+    assert sorted(p.name for p in (tmp_path / "arrays").iterdir()) == ["build-live", "build-other-host"]
 
 
 def test_cli_data_cache_lists_and_clears(pair_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -438,7 +438,7 @@ def data_cache(
         table.add_column(col, justify="left" if col in ("entry", "last used") else "right")
     for e in entries:
         used = datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
-        size = str(e.size) if e.complete else "interrupted build"
+        size = str(e.size) if e.complete else "building now" if e.building else "interrupted build"
         table.add_row(e.path.name, size, str(e.n_pairs), f"{e.n_bytes / 2**20:.1f}", used)
     console.print(table)
     console.print(f"{len(entries)} entries, {sum(e.n_bytes for e in entries) / 2**20:.1f} MB")

@@ -8,7 +8,8 @@ folder and renames it, so two processes building at once are safe.
 
 Keys of changed data are never reused, so the cache only grows: :func:`list_cache` shows each entry with its size
 and when a run last used it, :func:`clear_cache` removes entries (all, or those unused for some days)
-and the leftovers of interrupted builds (``polypseg data cache [--clear] [--older-than DAYS]``).
+and the leftovers of interrupted builds, but never a build whose process still runs
+(``polypseg data cache [--clear] [--older-than DAYS]``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -92,6 +94,10 @@ def _entry_folder(samples: Sequence, size: int, root: Path) -> Path:
     return root / "arrays" / key
 
 
+#: A build in progress names its process here (``{"pid": ..., "host": ...}``); removed when it is done.
+OWNER = "owner.json"
+
+
 def build_cache(samples: Sequence, size: int, root: Path | None = None) -> CachedArrays:
     """Return the cached arrays for ``samples`` at ``size``, building them if needed.
 
@@ -109,6 +115,7 @@ def build_cache(samples: Sequence, size: int, root: Path | None = None) -> Cache
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="build-", dir=root))
         try:
+            (tmp / OWNER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
             images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (len(ids), size, size, 3))
             masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (len(ids), size, size))
             problems = []
@@ -125,6 +132,7 @@ def build_cache(samples: Sequence, size: int, root: Path | None = None) -> Cache
             masks.flush()
             del images, masks
             (tmp / "done.json").write_text(json.dumps({"size": size, "ids": ids}))
+            (tmp / OWNER).unlink()
             try:
                 os.replace(tmp, folder)
             except OSError:  # built concurrently by another process: keep theirs
@@ -147,8 +155,9 @@ def _touch(path: Path) -> None:
 
 @dataclass
 class CacheEntry:
-    """One cache folder: ``size`` px (0 and ``complete=False`` for an interrupted build), ``n_pairs``
-    pairs, ``n_bytes`` on disk, ``last_used`` as a Unix time (seconds)."""
+    """One cache folder: ``size`` px (0 and ``complete=False`` for an unfinished build), ``n_pairs``
+    pairs, ``n_bytes`` on disk, ``last_used`` as a Unix time (seconds). ``building``: an unfinished
+    build whose process is still running on this machine (else it was interrupted)."""
 
     path: Path
     size: int
@@ -156,6 +165,27 @@ class CacheEntry:
     n_bytes: int
     last_used: float
     complete: bool
+    building: bool = False
+
+
+def _owner_alive(folder: Path) -> bool:
+    """Whether the process that started the build in ``folder`` still runs on this machine.
+
+    A build on another host (a shared cache folder) counts as alive: it cannot be checked from here.
+    """
+    try:
+        owner = json.loads((folder / OWNER).read_text())
+    except (OSError, ValueError):
+        return False  # no owner file: a build from before owner files, or one that died writing it
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def list_cache(root: Path | None = None) -> list[CacheEntry]:
@@ -173,7 +203,7 @@ def list_cache(root: Path | None = None) -> list[CacheEntry]:
             entries.append(CacheEntry(folder, int(meta["size"]), len(meta["ids"]), n_bytes, done.stat().st_mtime, True))
         else:
             last = max([f.stat().st_mtime for f in files], default=folder.stat().st_mtime)
-            entries.append(CacheEntry(folder, 0, 0, n_bytes, last, False))
+            entries.append(CacheEntry(folder, 0, 0, n_bytes, last, False, building=_owner_alive(folder)))
     return sorted(entries, key=lambda e: e.last_used)
 
 
@@ -185,13 +215,13 @@ def clear_cache(
     Args:
         older_than_days: remove only entries last used more than this many days ago (``None``: all).
             An interrupted build is removed only when it is as old as that too (or, with ``None``,
-            always), so a build running now in another process is left alone unless clearing all.
+            always). A build whose process is still running (``CacheEntry.building``) is never removed.
         now: the current Unix time (tests); default ``time.time()``.
     """
     now = time.time() if now is None else now
     removed = []
     for e in list_cache(root):
-        if older_than_days is not None and now - e.last_used <= older_than_days * 86400:
+        if e.building or (older_than_days is not None and now - e.last_used <= older_than_days * 86400):
             continue
         shutil.rmtree(e.path, ignore_errors=True)
         removed.append(e)
