@@ -8,7 +8,7 @@
 # 1. quality: `seed` and `strong` on PolypGen at its full 256x256 size, GPU_TRAIN_MIN minutes each
 #    (default 2.5; as many of the 150 epochs as fit, stated in the result's epochs_done), evaluated on
 #    the validation split (threshold 0.5) -> $OUT/quality-h200-*.json
-# 2. speed: benchmarks/speed.py on CUDA (bf16, channels_last, torch.compile; batch GPU_BATCH and 1)
+# 2. speed: benchmarks/speed.py on CUDA (bf16, channels_last, torch.compile, CUDA graphs; batch GPU_BATCH and 1)
 #    with the time that is left -> $OUT/speed-cuda-*.json (written after every row, so a cut run keeps
 #    what it measured).
 # Afterwards, here: copy the JSON files into benchmarks/results/ and run

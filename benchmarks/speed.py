@@ -2,13 +2,16 @@
 
     python benchmarks/speed.py                 # the default grid for this device (a few minutes on 2 cores)
     python benchmarks/speed.py --full          # every model x setting (long on a CPU)
-    python benchmarks/speed.py --device cuda   # on a GPU (bf16, channels_last, torch.compile)
+    python benchmarks/speed.py --device cuda   # on a GPU (bf16, channels_last, torch.compile, CUDA graphs)
 
 For each model and setting it reports: parameters, forward GFLOPs per image (counted with
 ``torch.utils.flop_counter``, 1 multiply-add = 2 FLOPs), training images/s (forward + backward + Adam
 step; counted as 3x the forward FLOPs), inference images/s (no grad), and the achieved GFLOP/s as a
 fraction of the peak of 3x3 convolutions (the best over the U-Net's level shapes) measured in the same
-run with the same dtype and memory format. References in the same run: MONAI ``UNet`` (channels
+run with the same dtype and memory format; on CUDA also as a fraction of the bf16 matrix-product peak.
+Compile settings: eager, ``torch.compile`` (default mode) and, on CUDA only, CUDA graphs
+(``torch.compile(mode="reduce-overhead")``, which captures the compiled step as a graph and replays it,
+removing the per-kernel launch cost that dominates small batches). References in the same run: MONAI ``UNet`` (channels
 32..512, strides 2, 2 residual units) and ``AttentionUnet`` (install with ``pip install -e .[bench]``). Results go to
 ``benchmarks/results/speed-<device>-<time>.json`` and the printed table is markdown.
 """
@@ -79,6 +82,9 @@ def timed(fn: Callable[[], None], device: torch.device, min_seconds: float, min_
     return (time.perf_counter() - t0) / n
 
 
+#: How the table names a row's compile setting.
+COMPILE_LABEL: dict[bool | str, str] = {False: "no", True: "yes", "graphs": "CUDA graphs"}
+
 #: (batch, channels, side) of the 3x3 convolutions probed for the peak: the U-Net's own level shapes.
 PEAK_SHAPES = ((8, 64, 128), (8, 128, 64), (8, 256, 32), (8, 512, 16))
 
@@ -142,14 +148,22 @@ def measure(
     batch: int,
     bf16: bool,
     channels_last: bool,
-    compiled: bool,
+    compiled: bool | str,
     min_seconds: float,
 ) -> dict[str, float]:
+    """Training and inference images/s of one model in one setting.
+
+    ``compiled``: ``False`` (eager), ``True`` (``torch.compile``) or ``"graphs"`` (``torch.compile``
+    with ``mode="reduce-overhead"``: CUDA graphs on a GPU).
+    """
     torch.manual_seed(0)
     model = make().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    runner = torch.compile(model) if compiled else model
+    if compiled == "graphs":
+        runner = torch.compile(model, mode="reduce-overhead")
+    else:
+        runner = torch.compile(model) if compiled else model
     x = torch.randn(batch, 3, size, size, device=device)
     y = (torch.rand(batch, 1, size, size, device=device) > 0.9).float()
     if channels_last:
@@ -230,7 +244,8 @@ def main() -> None:
         makers = {k: v for k, v in makers.items() if k in args.models}
     cpu = device.type == "cpu"
     if args.full:
-        grid = list(itertools.product([256, 352], [1, 8], [False, True], [False, True], [False, True]))
+        modes: list[bool | str] = [False, True] if cpu else [False, True, "graphs"]
+        grid = list(itertools.product([256, 352], [1, 8], [False, True], [False, True], modes))
     elif cpu:
         # (size, batch, bf16, channels_last, compiled): the settings that decide the CPU default
         grid = [(256, 8, False, False, False), (256, 8, False, True, False), (256, 8, True, True, False),
@@ -238,12 +253,15 @@ def main() -> None:
     else:
         b = args.gpu_batch
         grid = [(352, b, False, False, False), (352, b, True, False, False), (352, b, True, True, False),
-                (352, b, True, True, True), (352, 1, True, True, False), (256, b, True, True, False)]  # fmt: skip
+                (352, b, True, True, True), (352, b, True, True, "graphs"), (352, 1, True, True, False),
+                (352, 1, True, True, "graphs"), (256, b, True, True, False)]  # fmt: skip
     if args.size:
         grid = [(args.size, *g[1:]) for g in grid]
     if args.no_compile:
         grid = [g for g in grid if not g[4]]
     grid = list(dict.fromkeys(grid))
+    # compile rows of the default grid: one of ours against MONAI's UNet, plus the real-time model on a GPU
+    compiled_models = ("unet_b32", "monai_unet") if cpu else ("unet_b16", "unet_b32", "monai_unet")
     peaks: dict[str, float] = {}
     for bf16, cl in sorted({(g[2], g[3]) for g in grid}):
         key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
@@ -256,11 +274,11 @@ def main() -> None:
     path = args.results_dir / f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     rows: list[dict] = []
 
-    def save(complete: bool, predictor_rows: list[dict] | None = None) -> None:
+    def save(complete: bool) -> None:
         """Written after every row, so a run stopped by its time limit keeps what it measured."""
         out = {
             "complete": complete,
-            "predictor_fps_256_batch8": predictor_rows or [],
+            "predictor_fps_256_batch8": predictor_rows,
             "device": str(device),
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
             "torch": str(torch.__version__),
@@ -277,37 +295,46 @@ def main() -> None:
         }
         path.write_text(json.dumps(out, indent=1))
 
-    for name, make in makers.items():
-        m = make()
-        params = sum(p.numel() for p in m.parameters())
-        for size, batch, bf16, cl, comp in grid:
-            if cpu and name == "unet_b64" and not bf16 and size > 256:
-                continue  # minutes per step on 2 cores
-            if comp and not args.full and name not in ("unet_b32", "monai_unet"):
-                continue  # torch.compile takes minutes per model on 2 cores (and long on a GPU too)
-            gf = forward_gflops(m, size, torch.device("cpu")) if size else 0.0
-            try:
-                r = measure(make, device, size, batch, bf16, cl, comp, args.min_seconds)
-            except Exception as exc:
-                print(f"{name} {size} b{batch} bf16={bf16} cl={cl} compile={comp}: failed: {exc}", flush=True)
-                continue
-            key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
-            achieved = r["train_img_s"] * 3 * gf
-            row = {
-                "model": name, "params_m": params / 1e6, "size": size, "batch": batch, "bf16": bf16,
-                "channels_last": cl, "compiled": comp, "fwd_gflops": gf, **r,
-                "train_gflop_s": achieved, "train_frac_peak": achieved / peaks[key],
-                "infer_gflop_s": r["infer_img_s"] * gf, "infer_frac_peak": r["infer_img_s"] * gf / peaks[key],
-            }  # fmt: skip
-            rows.append(row)
-            save(False)
-            print(
-                f"{name:22s} {size} b{batch} {key:18s} compile={comp!s:5s} {gf:6.1f} GFLOP  "
-                f"train {r['train_img_s']:7.2f} img/s ({row['train_frac_peak']:.0%} of peak)  "
-                f"infer {r['infer_img_s']:7.1f} img/s ({row['infer_frac_peak']:.0%})",
-                flush=True,
-            )
-    save(True, predictor_fps(device, args.min_seconds))
+    # the video figures first, then every eager row, then the compiled ones: a run cut by its time limit
+    # (gpu.sh) keeps the Predictor rows and the whole eager table, references included
+    predictor_rows = predictor_fps(device, args.min_seconds)
+    save(False)
+    jobs = sorted(itertools.product(makers, grid), key=lambda job: bool(job[1][4]))
+    params = {name: sum(p.numel() for p in make().parameters()) for name, make in makers.items()}
+    for name, (size, batch, bf16, cl, comp) in jobs:
+        make = makers[name]
+        if cpu and name == "unet_b64" and not bf16 and size > 256:
+            continue  # minutes per step on 2 cores
+        if comp == "graphs" and cpu:
+            continue  # CUDA graphs exist only on CUDA
+        if comp and not args.full and name not in compiled_models:
+            continue  # torch.compile takes minutes per model on 2 cores (and long on a GPU too)
+        gf = forward_gflops(make(), size, torch.device("cpu")) if size else 0.0
+        try:
+            r = measure(make, device, size, batch, bf16, cl, comp, args.min_seconds)
+        except Exception as exc:
+            print(f"{name} {size} b{batch} bf16={bf16} cl={cl} compile={comp}: failed: {exc}", flush=True)
+            continue
+        key = f"{'bf16' if bf16 else 'fp32'}/{'channels_last' if cl else 'nchw'}"
+        achieved = r["train_img_s"] * 3 * gf
+        row = {
+            "model": name, "params_m": params[name] / 1e6, "size": size, "batch": batch, "bf16": bf16,
+            "channels_last": cl, "compiled": comp, "fwd_gflops": gf, **r,
+            "train_gflop_s": achieved, "train_frac_peak": achieved / peaks[key],
+            "infer_gflop_s": r["infer_img_s"] * gf, "infer_frac_peak": r["infer_img_s"] * gf / peaks[key],
+        }  # fmt: skip
+        if "bf16_matmul_8192" in peaks:
+            row["train_frac_matmul_peak"] = achieved / peaks["bf16_matmul_8192"]
+            row["infer_frac_matmul_peak"] = row["infer_gflop_s"] / peaks["bf16_matmul_8192"]
+        rows.append(row)
+        save(False)
+        print(
+            f"{name:22s} {size} b{batch} {key:18s} compile={comp!s:6s} {gf:6.1f} GFLOP  "
+            f"train {r['train_img_s']:7.2f} img/s ({row['train_frac_peak']:.0%} of peak)  "
+            f"infer {r['infer_img_s']:7.1f} img/s ({row['infer_frac_peak']:.0%})",
+            flush=True,
+        )
+    save(True)
     print(
         "\n| model | size | batch | dtype | layout | compile | GFLOP/img | train img/s | % peak "
         "| infer img/s | % peak |"
@@ -316,7 +343,7 @@ def main() -> None:
     for r in rows:
         print(
             f"| {r['model']} | {r['size']} | {r['batch']} | {'bf16' if r['bf16'] else 'fp32'} | "
-            f"{'CL' if r['channels_last'] else 'NCHW'} | {'yes' if r['compiled'] else 'no'} | {r['fwd_gflops']:.1f} | "
+            f"{'CL' if r['channels_last'] else 'NCHW'} | {COMPILE_LABEL[r['compiled']]} | {r['fwd_gflops']:.1f} | "
             f"{r['train_img_s']:.2f} | {r['train_frac_peak']:.0%} | {r['infer_img_s']:.1f} | "
             f"{r['infer_frac_peak']:.0%} |"
         )
