@@ -201,3 +201,21 @@ def test_predict_video_writes_overlay_video_and_frame_csv(tmp_path: Path) -> Non
     while cap.read()[0]:
         n += 1
     assert n == 11 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 96
+
+    # A folder of 11 images of two sizes goes through in batches of 8 (two forward passes); each
+    # probability map equals the one-image-at-a-time answer and each mask has its image's size.
+    from polypseg.inference import Predictor
+    from polypseg.predict import predict
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    images = [cv2.resize(render_frame(2, i, 96)[0], (96, 80) if i % 2 else (64, 64)) for i in range(11)]
+    for i, image in enumerate(images):
+        cv2.imwrite(str(frames / f"f{i:02d}.png"), image[..., ::-1])
+    written = predict(run, [frames], tmp_path / "folder", bf16=False)
+    assert [p.name for p in written] == [f"f{i:02d}_mask.png" for i in range(11)]
+    assert [cv2.imread(str(p), cv2.IMREAD_UNCHANGED).shape for p in written] == [im.shape[:2] for im in images]
+    predictor = Predictor.from_checkpoint(run, bf16=False)
+    batched = list(predictor.predict_proba(images))
+    single = [next(predictor.predict_proba([image])) for image in images]
+    assert all(np.abs(b - s).max() < 1e-5 for b, s in zip(batched, single, strict=True))

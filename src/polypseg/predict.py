@@ -116,15 +116,16 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     written = []
-    for path in files:
-        image = read_image(path)
-        mask = next(predictor.predict_mask([image]))
-        stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
-        used.add(stem)
-        mask_path = out / f"{stem}_mask.png"
-        cv2.imwrite(str(mask_path), mask * 255)
-        cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
-        written.append(mask_path)
+    for start in range(0, len(files), predictor.batch_size):  # one forward pass per batch of images
+        chunk = files[start : start + predictor.batch_size]
+        images = [read_image(path) for path in chunk]
+        for path, image, mask in zip(chunk, images, predictor.predict_mask(images), strict=True):
+            stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
+            used.add(stem)
+            mask_path = out / f"{stem}_mask.png"
+            cv2.imwrite(str(mask_path), mask * 255)
+            cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
+            written.append(mask_path)
     for video in videos:
         written.append(predict_video(predictor, video, out)[1])
     return written
