@@ -245,6 +245,7 @@ def test_cache_clear_spares_a_build_that_is_still_running(tmp_path: Path) -> Non
     import socket
     import subprocess
     import sys
+    import time
 
     from polypseg.data.cache import OWNER, clear_cache, list_cache
 
@@ -252,16 +253,24 @@ def test_cache_clear_spares_a_build_that_is_still_running(tmp_path: Path) -> Non
     owners = {
         "build-live": {"pid": os.getpid(), "host": socket.gethostname()},  # this process: running
         "build-dead": {"pid": int(finished.stdout), "host": socket.gethostname()},  # exited above
-        "build-other-host": {"pid": 1, "host": socket.gethostname() + "-elsewhere"},  # cannot be checked
+        # another host's pid cannot be checked: running while it writes, dead after an hour of quiet
+        "build-other-host": {"pid": 1, "host": socket.gethostname() + "-elsewhere"},
+        "build-other-host-quiet": {"pid": 1, "host": socket.gethostname() + "-elsewhere"},
     }
     for name, owner in owners.items():
         folder = tmp_path / "arrays" / name
         folder.mkdir(parents=True)
         (folder / OWNER).write_text(json.dumps(owner))
+    hour_ago = time.time() - 3700
+    os.utime(tmp_path / "arrays" / "build-other-host-quiet" / OWNER, (hour_ago, hour_ago))
     (tmp_path / "arrays" / "build-old").mkdir()  # no owner file: interrupted before owner files existed
     building = {e.path.name: e.building for e in list_cache(tmp_path)}
-    assert building == {"build-live": True, "build-dead": False, "build-other-host": True, "build-old": False}
-    assert sorted(e.path.name for e in clear_cache(tmp_path)) == ["build-dead", "build-old"]
+    assert building == {
+        "build-live": True, "build-dead": False, "build-other-host": True, "build-other-host-quiet": False,
+        "build-old": False,
+    }  # fmt: skip
+    removed = sorted(e.path.name for e in clear_cache(tmp_path))
+    assert removed == ["build-dead", "build-old", "build-other-host-quiet"]
     assert sorted(p.name for p in (tmp_path / "arrays").iterdir()) == ["build-live", "build-other-host"]
 
 

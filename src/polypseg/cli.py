@@ -419,7 +419,9 @@ def data_synthetic(
 
 @data_app.command("cache")
 def data_cache(
-    clear: Annotated[bool, typer.Option("--clear", help="Remove entries (all, or with --older-than).")] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove entries (all, or with --older-than); never a build still running.")
+    ] = False,
     older_than: Annotated[
         float | None, typer.Option(help="With --clear: only entries unused for more than this many days.")
     ] = None,

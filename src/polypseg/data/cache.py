@@ -157,7 +157,7 @@ def _touch(path: Path) -> None:
 class CacheEntry:
     """One cache folder: ``size`` px (0 and ``complete=False`` for an unfinished build), ``n_pairs``
     pairs, ``n_bytes`` on disk, ``last_used`` as a Unix time (seconds). ``building``: an unfinished
-    build whose process is still running on this machine (else it was interrupted)."""
+    build whose process still runs (else it was interrupted; see :func:`_owner_alive`)."""
 
     path: Path
     size: int
@@ -168,23 +168,30 @@ class CacheEntry:
     building: bool = False
 
 
-def _owner_alive(folder: Path) -> bool:
-    """Whether the process that started the build in ``folder`` still runs on this machine.
+#: A build on another host counts as running while it wrote something within this many seconds.
+OTHER_HOST_QUIET_S = 3600
 
-    A build on another host (a shared cache folder) counts as alive: it cannot be checked from here.
+
+def _owner_alive(folder: Path, last_write: float) -> bool:
+    """Whether the process that started the unfinished build in ``folder`` still runs.
+
+    On this machine the owner's pid is checked. A build started on another host (a shared cache
+    folder) cannot be checked from here: it counts as running while it wrote a file (``last_write``,
+    Unix seconds) within :data:`OTHER_HOST_QUIET_S`; a build takes minutes, so an older one is dead.
     """
     try:
         owner = json.loads((folder / OWNER).read_text())
-    except (OSError, ValueError):
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
         return False  # no owner file: a build from before owner files, or one that died writing it
-    if owner.get("host") != socket.gethostname():
-        return True
+    if host != socket.gethostname():
+        return time.time() - last_write < OTHER_HOST_QUIET_S
     try:
-        os.kill(int(owner["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # it exists, under another user
-        return True
+    except PermissionError:  # the process exists, under another user
+        pass
     return True
 
 
@@ -203,7 +210,7 @@ def list_cache(root: Path | None = None) -> list[CacheEntry]:
             entries.append(CacheEntry(folder, int(meta["size"]), len(meta["ids"]), n_bytes, done.stat().st_mtime, True))
         else:
             last = max([f.stat().st_mtime for f in files], default=folder.stat().st_mtime)
-            entries.append(CacheEntry(folder, 0, 0, n_bytes, last, False, building=_owner_alive(folder)))
+            entries.append(CacheEntry(folder, 0, 0, n_bytes, last, False, building=_owner_alive(folder, last)))
     return sorted(entries, key=lambda e: e.last_used)
 
 
