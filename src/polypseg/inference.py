@@ -7,6 +7,7 @@ probabilities back to the frame's own size before thresholding.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -167,6 +168,20 @@ class Predictor:
         """Yield a uint8 mask ``(H, W)`` in {0, 1} per frame (probability > threshold)."""
         for p in self.predict_proba(frames):
             yield (p > self.threshold).astype(np.uint8)
+
+    def frames_and_masks(self, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(frame, mask)`` per frame of a stream, in order, batched as :meth:`predict_mask`; each
+        frame is held only until its mask comes back (to draw an overlay), so a long video is never all
+        in memory."""
+        held: deque[np.ndarray] = deque()
+
+        def stream() -> Iterator[np.ndarray]:
+            for frame in frames:
+                held.append(frame)
+                yield frame
+
+        for mask in self.predict_mask(stream()):
+            yield held.popleft(), mask
 
 
 def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:

@@ -48,21 +48,13 @@ def predict_video(predictor: Predictor, path: Path, out_dir: Path) -> tuple[Path
     h, w = first.shape[:2]
     video_out = out_dir / f"{path.stem}_overlay.mp4"
     writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (w, h))
-    held: list[np.ndarray] = []
-
-    def stream() -> Iterator[np.ndarray]:
-        for frame in itertools.chain([first], frames):
-            held.append(frame)  # kept until its mask comes back, to draw the overlay
-            yield frame
-
     csv_out = out_dir / f"{path.stem}_frames.csv"
     t0 = time.perf_counter()
     n = 0
     with csv_out.open("w", newline="") as fh:
         rows = csv.writer(fh)
         rows.writerow(["frame", "polyp_fraction", "polyp_found"])
-        for n, mask in enumerate(predictor.predict_mask(stream())):
-            frame = held.pop(0)
+        for n, (frame, mask) in enumerate(predictor.frames_and_masks(itertools.chain([first], frames))):
             writer.write(cv2.cvtColor(overlay(frame, mask), cv2.COLOR_RGB2BGR))
             frac = float(mask.mean())
             rows.writerow([n, f"{frac:.6f}", int(frac > 0)])
@@ -116,16 +108,14 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     written = []
-    for start in range(0, len(files), predictor.batch_size):  # one forward pass per batch of images
-        chunk = files[start : start + predictor.batch_size]
-        images = [read_image(path) for path in chunk]
-        for path, image, mask in zip(chunk, images, predictor.predict_mask(images), strict=True):
-            stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
-            used.add(stem)
-            mask_path = out / f"{stem}_mask.png"
-            cv2.imwrite(str(mask_path), mask * 255)
-            cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
-            written.append(mask_path)
+    images = (read_image(path) for path in files)  # read as the predictor's batches need them
+    for path, (image, mask) in zip(files, predictor.frames_and_masks(images), strict=True):
+        stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
+        used.add(stem)
+        mask_path = out / f"{stem}_mask.png"
+        cv2.imwrite(str(mask_path), mask * 255)
+        cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
+        written.append(mask_path)
     for video in videos:
         written.append(predict_video(predictor, video, out)[1])
     return written
