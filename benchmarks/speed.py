@@ -160,10 +160,7 @@ def measure(
     model = make().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if compiled == "graphs":
-        runner = torch.compile(model, mode="reduce-overhead")
-    else:
-        runner = torch.compile(model) if compiled else model
+    runner = torch.compile(model, mode="reduce-overhead" if compiled == "graphs" else None) if compiled else model
     x = torch.randn(batch, 3, size, size, device=device)
     y = (torch.rand(batch, 1, size, size, device=device) > 0.9).float()
     if channels_last:
@@ -300,18 +297,19 @@ def main() -> None:
     predictor_rows = predictor_fps(device, args.min_seconds)
     save(False)
     jobs = sorted(itertools.product(makers, grid), key=lambda job: bool(job[1][4]))
-    params = {name: sum(p.numel() for p in make().parameters()) for name, make in makers.items()}
+    probes = {name: make() for name, make in makers.items()}  # for parameter and FLOP counts
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in probes.items()}
+    gflops: dict[tuple[str, int], float] = {}  # (model, size) -> forward GFLOP per image, counted once
     for name, (size, batch, bf16, cl, comp) in jobs:
-        make = makers[name]
         if cpu and name == "unet_b64" and not bf16 and size > 256:
             continue  # minutes per step on 2 cores
-        if comp == "graphs" and cpu:
-            continue  # CUDA graphs exist only on CUDA
         if comp and not args.full and name not in compiled_models:
             continue  # torch.compile takes minutes per model on 2 cores (and long on a GPU too)
-        gf = forward_gflops(make(), size, torch.device("cpu")) if size else 0.0
+        if (name, size) not in gflops:
+            gflops[name, size] = forward_gflops(probes[name], size, torch.device("cpu"))
+        gf = gflops[name, size]
         try:
-            r = measure(make, device, size, batch, bf16, cl, comp, args.min_seconds)
+            r = measure(makers[name], device, size, batch, bf16, cl, comp, args.min_seconds)
         except Exception as exc:
             print(f"{name} {size} b{batch} bf16={bf16} cl={cl} compile={comp}: failed: {exc}", flush=True)
             continue
