@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from polypseg.config import load_recipe
 from polypseg.data.augment import build_augment
 from polypseg.data.cache import build_cache
-from polypseg.data.dataset import SegDataset
+from polypseg.data.datamodule import SegDataset
 from polypseg.data.sources import discover_all
 from polypseg.losses import build_loss
 from polypseg.models import build_model
@@ -59,7 +59,7 @@ def step_rate(recipe_name: str, size: int, batch: int, steps: int) -> float:
     y = (torch.rand(batch, 1, size, size) > 0.9).float()
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
-    bf16 = r.precision == "bf16-mixed"
+    bf16 = r.precision == "bf16"
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

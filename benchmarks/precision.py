@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from polypseg.config import load_recipe
-from polypseg.evaluate import evaluate
-from polypseg.train import fit, read_metrics
+from polypseg.evaluation.evaluate import evaluate
+from polypseg.training import fit, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 KVASIR = ROOT.parent / "shared" / "data" / "polyp-train" / "kvasir"

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import yaml
 
-from polypseg.compare import compare, read_scores
 from polypseg.config import load_recipe
-from polypseg.evaluate import evaluate
-from polypseg.stats import bootstrap_ci
-from polypseg.train import fit, read_metrics
+from polypseg.evaluation.compare import compare, read_scores
+from polypseg.evaluation.evaluate import evaluate
+from polypseg.evaluation.stats import bootstrap_ci
+from polypseg.training import fit, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

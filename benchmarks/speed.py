@@ -199,7 +199,14 @@ def predictor_fps(device: torch.device, min_seconds: float) -> list[dict]:
     rows = []
     for name, base in (("unet_b16", 16), ("unet_b64", 64)):
         for bf16 in (False, True):
-            pred = Predictor(build_model("unet", base=base), 256, (0.5,) * 3, (0.5,) * 3, device=device, bf16=bf16)
+            pred = Predictor(
+                build_model("unet", base=base),
+                256,
+                (0.5,) * 3,
+                (0.5,) * 3,
+                device=device,
+                precision="bf16" if bf16 else "32",
+            )
             sec = timed(lambda p=pred: list(p.predict_mask(frames)), device, min_seconds)
             rows.append({"model": name, "backend": "torch " + ("bf16" if bf16 else "fp32"), "fps": 8 / sec})
             print(f"predictor {name} {rows[-1]['backend']}: {rows[-1]['fps']:.1f} frames/s", flush=True)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from polypseg.config import RecipeError, builtin_recipes, dump_recipe, load_recipe
-from polypseg.module import lr_factor
+from polypseg.training.module import lr_factor
 
 
 def test_builtin_recipes_load() -> None:
@@ -47,7 +47,10 @@ def test_overrides_and_roundtrip(tmp_path: Path) -> None:
     assert load_recipe(path) == r
 
 
-@pytest.mark.parametrize(("given", "want"), [(32, "32"), ("32", "32"), ("bf16", "bf16-mixed"), (16, "16-mixed")])
+@pytest.mark.parametrize(
+    ("given", "want"),
+    [(32, "32"), ("32", "32"), ("bf16", "bf16"), ("bf16-mixed", "bf16"), (16, "16"), ("16-mixed", "16")],
+)
 def test_precision_accepts_yaml_integers_and_short_names(given: object, want: str) -> None:
     assert load_recipe("seed16", {"precision": given}).precision == want
 

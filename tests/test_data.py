@@ -203,7 +203,7 @@ def test_shard_sampler_scores_every_validation_item_exactly_once() -> None:
     """torch's DistributedSampler pads 7 items over 3 ranks to 9 (two repeats); the shards do not."""
     from torch.utils.data import DistributedSampler
 
-    from polypseg.data.dataset import ShardSampler
+    from polypseg.data.datamodule import ShardSampler
 
     items = list(range(7))
     shards = [list(ShardSampler(items, num_replicas=3, rank=r)) for r in range(3)]

@@ -14,27 +14,45 @@ from polypseg.inference import Predictor
 from polypseg.models import build_model
 
 
-def test_explicit_precisions_pass_through_and_bad_ones_fail() -> None:
-    for p in ("32", "bf16-mixed", "16-mixed"):
-        assert device.resolve_precision(p, "cpu") == p
-    with pytest.raises(ValueError, match="precision must be one of"):
-        device.resolve_precision("bf16", "cpu")
+@pytest.mark.parametrize(
+    ("given", "short", "lightning"),
+    [
+        ("32", "32", "32-true"),
+        (32, "32", "32-true"),
+        ("32-true", "32", "32-true"),
+        ("bf16", "bf16", "bf16-mixed"),
+        ("bf16-mixed", "bf16", "bf16-mixed"),
+        ("16", "16", "16-mixed"),
+        ("16-mixed", "16", "16-mixed"),
+        ("fp16", "16", "16-mixed"),
+    ],
+)
+def test_one_precision_vocabulary_with_lightning_spellings(given: object, short: str, lightning: str) -> None:
+    assert device.parse_precision(given) == short
+    assert device.resolve_precision(given, "cpu") == short  # explicit names pass through
+    assert device.lightning_precision(short) == lightning
 
 
-@pytest.mark.parametrize(("units", "expected"), [(True, "bf16-mixed"), (False, "32")])
+@pytest.mark.parametrize("bad", ["64", 64, "half", True, None])
+def test_unknown_precisions_fail_with_the_valid_names(bad: object) -> None:
+    with pytest.raises(ValueError, match="precision must be one of auto, 32, bf16, 16"):
+        device.parse_precision(bad)
+
+
+@pytest.mark.parametrize(("units", "expected"), [(True, "bf16"), (False, "32")])
 def test_auto_on_cpu_follows_bf16_units(monkeypatch: pytest.MonkeyPatch, units: bool, expected: str) -> None:
     monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: units)
     assert device.resolve_precision("auto", "cpu") == expected
-    assert device.inference_bf16("cpu") is units
+    assert device.native_bf16("cpu") is units
 
 
-@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16"), (False, "16")])
 def test_auto_on_cuda_follows_bf16_support(monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: str) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     assert device.device_type("auto") == "cuda"
     assert device.resolve_precision("auto", "auto") == expected
-    assert device.resolve_precision("auto", "cpu") in ("32", "bf16-mixed")  # cpu forced: not the GPU rule
+    assert device.resolve_precision("auto", "cpu") in ("32", "bf16")  # cpu forced: not the GPU rule
 
 
 def test_cpu_probe_matches_the_cpu_flags() -> None:
@@ -49,10 +67,11 @@ def test_cpu_probe_matches_the_cpu_flags() -> None:
 def test_recipe_default_is_auto_and_predictor_auto_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Recipe().precision == "auto"
     model = build_model("unet", base=4, depth=2)
-    for units in (True, False):
-        monkeypatch.setattr("polypseg.inference.inference_bf16", lambda _d, u=units: u)
-        assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu", bf16=None).bf16 is units
-    assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu").bf16 is False  # library default: fp32
+    for units, expected in ((True, "bf16"), (False, "32")):
+        monkeypatch.setattr(device, "cpu_has_bf16_units", lambda u=units: u)
+        assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu", precision="auto").precision == expected
+    assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu").precision == "32"  # library default: fp32
+    assert Predictor(model, 32, (0, 0, 0), (1, 1, 1), device="cpu", precision="bf16-mixed").precision == "bf16"
 
 
 def test_importing_polypseg_turns_off_albumentations_update_check() -> None:

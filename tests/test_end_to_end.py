@@ -15,7 +15,7 @@ from polypseg.checkpoint import load_checkpoint
 from polypseg.cli import app
 from polypseg.config import load_recipe
 from polypseg.data.sources import discover
-from polypseg.train import RunFolderError, fit, read_metrics
+from polypseg.training import RunFolderError, fit, read_metrics
 
 pytestmark = pytest.mark.slow
 DATA = "synthetic:n=48,size=64,seed=3"
@@ -169,7 +169,7 @@ def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path, monkeypa
     assert yaml.safe_load((run.run_dir / "config.yaml").read_text())["data"] == [str(npz.resolve())]
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    from polypseg.evaluate import evaluate
+    from polypseg.evaluation.evaluate import evaluate
 
     assert evaluate(run.run_dir, split="test").summary["metrics"]["n_images"] == 6
 
@@ -205,17 +205,17 @@ def test_predict_video_writes_overlay_video_and_frame_csv(tmp_path: Path) -> Non
     # A folder of 11 images of two sizes goes through in batches of 8 (two forward passes); each
     # probability map equals the one-image-at-a-time answer and each mask has its image's size.
     from polypseg.inference import Predictor
-    from polypseg.predict import predict
+    from polypseg.inference.predict import predict
 
     frames = tmp_path / "frames"
     frames.mkdir()
     images = [cv2.resize(render_frame(2, i, 96)[0], (96, 80) if i % 2 else (64, 64)) for i in range(11)]
     for i, image in enumerate(images):
         cv2.imwrite(str(frames / f"f{i:02d}.png"), image[..., ::-1])
-    written = predict(run, [frames], tmp_path / "folder", bf16=False)
+    written = predict(run, [frames], tmp_path / "folder", precision="32")
     assert [p.name for p in written] == [f"f{i:02d}_mask.png" for i in range(11)]
     assert [cv2.imread(str(p), cv2.IMREAD_UNCHANGED).shape for p in written] == [im.shape[:2] for im in images]
-    predictor = Predictor.from_checkpoint(run, bf16=False)
+    predictor = Predictor.from_checkpoint(run, precision="32")
     batched = list(predictor.predict_proba(images))
     single = [next(predictor.predict_proba([image])) for image in images]
     assert all(np.abs(b - s).max() < 1e-5 for b, s in zip(batched, single, strict=True))

@@ -8,9 +8,9 @@ import py_sod_metrics as sod
 import pytest
 
 from polypseg.checkpoint import load_checkpoint
-from polypseg.metrics import image_metrics
-from polypseg.structure import StructureMetrics, to_uint8_map
-from polypseg.threshold import SweepAccumulator, sweep
+from polypseg.evaluation.metrics import image_metrics
+from polypseg.evaluation.structure import StructureMetrics, to_uint8_map
+from polypseg.evaluation.threshold import SweepAccumulator, sweep
 
 
 def _cases(seed: int = 0, n: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -150,8 +150,8 @@ def test_cross_tuned_threshold_scores_each_fold_at_the_other_folds_threshold() -
 @pytest.mark.slow
 def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
     from polypseg.config import load_recipe
-    from polypseg.evaluate import evaluate, tune_threshold
-    from polypseg.train import fit
+    from polypseg.evaluation import evaluate, tune_threshold
+    from polypseg.training import fit
 
     recipe = load_recipe("quick", {"epochs": 1, "data.size": 64, "model.args.base": 8})
     run = fit(recipe, ["synthetic:n=48,size=64,seed=3"], tmp_path / "run", progress=False).run_dir
@@ -171,8 +171,8 @@ def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
     assert len(ct["thresholds"]) == 2 and ct["metrics"]["n_images"] == s["metrics"]["n_images"]
     forced = evaluate(run, split="test", threshold=0.5, out_dir=tmp_path / "forced")
     assert forced.summary["metrics"]["mean"]["dice"] == pytest.approx(s["metrics_at_0.5"]["mean"]["dice"])
-    from polypseg.compare import compare
-    from polypseg.stats import bootstrap_ci
+    from polypseg.evaluation.compare import compare
+    from polypseg.evaluation.stats import bootstrap_ci
 
     low, high = s["ci95"]["dice"]
     assert (low, high) == bootstrap_ci([r["dice"] for r in res.rows])

@@ -11,9 +11,9 @@ pytest.importorskip("onnxscript")
 
 from polypseg.checkpoint import load_checkpoint
 from polypseg.config import load_recipe
-from polypseg.export import export_onnx, read_onnx_meta
 from polypseg.inference import Predictor
-from polypseg.train import fit
+from polypseg.inference.export import export_onnx, read_onnx_meta
+from polypseg.training import fit
 
 
 @pytest.mark.slow

@@ -7,11 +7,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from polypseg.checkpoint import InitWeightsError, init_weights_from
 from polypseg.cli import app
 from polypseg.config import load_recipe
 from polypseg.models import build_model
-from polypseg.train import fit
+from polypseg.training import fit
+from polypseg.training.finetune import InitWeightsError, init_weights_from
 
 DATA = "synthetic:n=32,size=64,seed=5"
 

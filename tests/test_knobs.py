@@ -14,8 +14,8 @@ from polypseg.config import load_recipe
 from polypseg.data.augment import build_augment
 from polypseg.inference import Predictor
 from polypseg.models import build_model
-from polypseg.module import SegModule, lr_factor
-from polypseg.train import fit
+from polypseg.training import fit
+from polypseg.training.module import SegModule, lr_factor
 
 PRE = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 DATA = "synthetic:n=40,size=64,seed=9"

@@ -13,7 +13,8 @@ from polypseg.cli import app
 from polypseg.data.cache import build_cache
 from polypseg.data.check import check_data
 from polypseg.data.errors import DataError
-from polypseg.data.sources import apply_groups, discover, read_sample
+from polypseg.data.groups import apply_groups
+from polypseg.data.sources import discover, read_sample
 from polypseg.data.split import make_split
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from polypseg.metrics import METRIC_NAMES, confusion, image_metrics, metrics_from_counts, summarise
+from polypseg.evaluation.metrics import METRIC_NAMES, confusion, image_metrics, metrics_from_counts, summarise
 
 
 def test_hand_computed_image() -> None:

@@ -13,7 +13,7 @@ from polypseg.cli import app
 from polypseg.config import load_recipe
 from polypseg.report.findings import derive_findings
 from polypseg.report.overlays import pick_cases
-from polypseg.train import fit
+from polypseg.training import fit
 
 SECTIONS = (
     "Metrics",

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from polypseg.cli import app
-from polypseg.compare import compare
-from polypseg.stats import bootstrap_ci, paired_comparison
+from polypseg.evaluation.compare import compare
+from polypseg.evaluation.stats import bootstrap_ci, paired_comparison
 
 
 def test_bootstrap_ci_matches_scipy_percentile_bootstrap() -> None:

@@ -1,3 +1,5 @@
+"""``python -m polypseg``: the command line."""
+
 from polypseg.cli import main
 
 main()

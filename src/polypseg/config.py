@@ -91,9 +91,9 @@ class Recipe(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     epochs: int = Field(10, ge=1)
     seed: int = 0
-    #: "auto": the fastest correct setting of the device (bf16-mixed on CUDA and on CPUs with bf16
-    #: units, else 32; see polypseg.device); or an explicit Lightning precision.
-    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    #: "auto": the fastest correct setting of the device (bf16 on CUDA and on CPUs with bf16 units,
+    #: else 32; see polypseg.device); or "32", "bf16", "16" (Lightning's spellings are accepted).
+    precision: Literal["auto", "32", "bf16", "16"] = "auto"
     channels_last: bool = False
     gradient_clip: float | None = Field(None, gt=0)
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -112,9 +112,13 @@ class Recipe(_Strict):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_alias(cls, v: Any) -> Any:
-        # YAML and ``--set precision=32`` give the integer 32; Lightning's short names are accepted too.
-        aliases = {"32": "32", "bf16": "bf16-mixed", "16": "16-mixed"}
-        return aliases.get(str(v), v) if isinstance(v, int | str) and not isinstance(v, bool) else v
+        # YAML gives the integer 32; "bf16-mixed" and the other Lightning spellings mean the short names.
+        from polypseg.device import parse_precision
+
+        try:
+            return parse_precision(v)
+        except ValueError:
+            return v  # the Literal check then reports it with the valid names
 
     @field_validator("multiscale")
     @classmethod

@@ -1,13 +1,16 @@
-"""The fastest correct numeric settings for the device a run lands on.
+"""Numeric precision: one vocabulary for every command, and the fastest correct setting for a device.
 
-``precision: auto`` (the default of a recipe) resolves here, once, when training starts; the resolved
-value is what Lightning gets and what ``env.json`` records. The rule, from ``benchmarks/speed.py``
-(docs/performance.md):
+Names (:data:`PRECISIONS`): ``auto``, ``32`` (fp32), ``bf16`` (bf16 autocast), ``16`` (fp16 autocast).
+Lightning's spellings are accepted everywhere and mean the same: ``32-true``, ``bf16-mixed``,
+``16-mixed`` (and ``fp32``, ``fp16``). :func:`parse_precision` turns any of them into the short name.
 
-- CUDA with bf16 support (Ampere and newer): ``bf16-mixed``; older CUDA GPUs: ``16-mixed``.
-- CPU with bf16 matrix units (AVX512-BF16 or AMX): ``bf16-mixed``; on 2 cores of this project's CI
+``auto`` resolves here (:func:`resolve_precision`), for training and inference alike; the rule, from
+``benchmarks/speed.py`` (docs/performance.md):
+
+- CUDA with bf16 support (Ampere and newer): ``bf16``; older CUDA GPUs: ``16``.
+- CPU with bf16 matrix units (AVX512-BF16 or AMX): ``bf16``; on 2 cores of this project's CI
   machine bf16 + channels_last trains 2.0-2.4x faster than fp32 channels_last. CPUs without them
-  have no native bf16 matrix instructions (oneDNN would emulate them), so they keep ``32``.
+  have no native bf16 matrix instructions (oneDNN would emulate them, about 9x slower), so ``32``.
 - Anything else (MPS, unknown): ``32``.
 """
 
@@ -15,7 +18,34 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+PRECISIONS = ("auto", "32", "bf16", "16")
+_ALIASES = {
+    "auto": "auto",
+    "32": "32",
+    "32-true": "32",
+    "fp32": "32",
+    "bf16": "bf16",
+    "bf16-mixed": "bf16",
+    "16": "16",
+    "16-mixed": "16",
+    "fp16": "16",
+}
+_LIGHTNING = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+
+
+def parse_precision(value: object) -> str:
+    """The short name (one of :data:`PRECISIONS`) of a precision given as text or a YAML integer.
+
+    Raises:
+        ValueError: for anything else; the message lists the accepted names.
+    """
+    key = str(value).strip().lower() if isinstance(value, int | str) and not isinstance(value, bool) else None
+    if key not in _ALIASES:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS)} (or Lightning's 32-true, bf16-mixed, 16-mixed); "
+            f"got {value!r}"
+        )
+    return _ALIASES[key]
 
 
 def cpu_has_bf16_units() -> bool:
@@ -41,26 +71,36 @@ def device_type(accelerator: str = "auto") -> str:
     return "cpu"
 
 
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """Turn ``"auto"`` into the fastest correct Lightning precision for this device; pass others through.
-
-    Raises:
-        ValueError: for a value outside :data:`PRECISIONS`.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision != "auto":
-        return precision
-    dev = device_type(accelerator)
-    if inference_bf16(dev):
-        return "bf16-mixed"
-    return "16-mixed" if dev == "cuda" else "32"
-
-
-def inference_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` runs bf16 natively: a CUDA GPU with bf16, or a CPU with bf16 units. The rule
-    behind ``auto`` for both training (:func:`resolve_precision`) and inference."""
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` runs bf16 natively: a CUDA GPU with bf16, or a CPU with bf16 units."""
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.cuda.is_bf16_supported()
     return kind == "cpu" and cpu_has_bf16_units()
+
+
+def resolve_precision(precision: object, device: torch.device | str) -> str:
+    """The short name to run with on ``device`` (a torch device, or a Lightning accelerator string):
+    ``auto`` becomes ``bf16``, ``16`` or ``32`` by the module's rule; others are parsed and kept.
+
+    Raises:
+        ValueError: for an unknown precision (see :func:`parse_precision`).
+    """
+    name = parse_precision(precision)
+    if name != "auto":
+        return name
+    kind = device_type(device) if isinstance(device, str) and device in ("auto", "gpu", "mps") else device
+    dev = torch.device(kind)
+    if native_bf16(dev):
+        return "bf16"
+    return "16" if dev.type == "cuda" else "32"
+
+
+def lightning_precision(precision: str) -> str:
+    """Lightning's name (``32-true``, ``bf16-mixed``, ``16-mixed``) of a resolved short name."""
+    return _LIGHTNING[parse_precision(precision)]
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved short name (None for fp32)."""
+    return {"32": None, "bf16": torch.bfloat16, "16": torch.float16}[parse_precision(precision)]

@@ -26,16 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from polypseg.data.errors import DataError
-
-
-def cache_root() -> Path:
-    """``$POLYPSEG_CACHE`` if set, else ``~/.cache/polypseg``."""
-    env = os.environ.get("POLYPSEG_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "polypseg"
+from polypseg.data.sample import Sample
+from polypseg.data.sources import read_sample
+from polypseg.paths import cache_root
+from polypseg.preprocess import resize_pair
 
 
 @dataclass
@@ -47,16 +44,7 @@ class CachedArrays:
     ids: list[str]
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``size x size``: image with area averaging (bilinear when enlarging), mask nearest."""
-    h, w = mask.shape
-    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
-    image = cv2.resize(image, (size, size), interpolation=interp)
-    mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    return image, mask
-
-
-def _fingerprint(samples: Sequence, size: int, content: bool) -> str:
+def _fingerprint(samples: Sequence[Sample], size: int, content: bool) -> str:
     """Hash of the size, the sample ids and each file's path, size and mtime (``content=False``: quick,
     read from the file system) or each file's size and bytes (``content=True``: survives a copy)."""
     h = hashlib.sha1(f"v3 size={size} content={content}".encode())
@@ -74,7 +62,7 @@ def _fingerprint(samples: Sequence, size: int, content: bool) -> str:
     return h.hexdigest()[:16]
 
 
-def _entry_folder(samples: Sequence, size: int, root: Path) -> Path:
+def _entry_folder(samples: Sequence[Sample], size: int, root: Path) -> Path:
     """The cache folder for ``samples`` at ``size``, keyed by file content.
 
     Reading every file costs about 5 ms per MB, so a small alias file ``<root>/stat/<quick key>`` remembers
@@ -98,14 +86,12 @@ def _entry_folder(samples: Sequence, size: int, root: Path) -> Path:
 OWNER = "owner.json"
 
 
-def build_cache(samples: Sequence, size: int, root: Path | None = None) -> CachedArrays:
+def build_cache(samples: Sequence[Sample], size: int, root: Path | None = None) -> CachedArrays:
     """Return the cached arrays for ``samples`` at ``size``, building them if needed.
 
     Raises:
         DataError: listing every pair that could not be read (all are tried before raising).
     """
-    from polypseg.data.sources import read_sample
-
     folder = _entry_folder(samples, size, root or cache_root())
     root = folder.parent
     ids = [s.id for s in samples]

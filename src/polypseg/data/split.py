@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from polypseg.data.errors import DataError
-from polypseg.data.sources import SPLITS, Sample
+from polypseg.data.sample import SPLITS, Sample
 
 
 def _group_order(samples: Sequence[Sample], seed: int) -> list[list[str]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polypseg.data.cache import cache_root
+from polypseg.paths import cache_root
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:

@@ -1,40 +1,7 @@
-"""Model registry: ``build_model(name, **kwargs)`` returns a plain ``nn.Module`` producing logits."""
+"""Models of the U-Net family: plain ``nn.Module``s that return logits, built by name from the registry."""
 
-from __future__ import annotations
-
-import inspect
-from collections.abc import Callable
-
-from torch import nn
-
-from polypseg.models.unet import AttentionUNet, UNet, nearest_valid_size
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "unet": UNet,
-    "attention_unet": AttentionUNet,
-}
-
-
-def available_models() -> list[str]:
-    """Names accepted by :func:`build_model`."""
-    return sorted(MODELS)
-
-
-def build_model(name: str, **kwargs: object) -> nn.Module:
-    """Build a registered model.
-
-    Raises:
-        KeyError: for an unknown name; the message lists the valid names.
-        TypeError: for an argument the model does not take; the message lists the valid ones.
-    """
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
-    factory = MODELS[name]
-    valid = set(inspect.signature(UNet.__init__).parameters) - {"self"}
-    unknown = set(kwargs) - valid
-    if unknown:
-        raise TypeError(f"model {name!r} got unknown argument(s) {sorted(unknown)}; valid: {sorted(valid)}")
-    return factory(**kwargs)
-
+from polypseg.models.attention_unet import AttentionUNet
+from polypseg.models.registry import MODELS, available_models, build_model
+from polypseg.models.unet import UNet, nearest_valid_size
 
 __all__ = ["MODELS", "AttentionUNet", "UNet", "available_models", "build_model", "nearest_valid_size"]

@@ -1,6 +1,6 @@
-"""U-Net (Ronneberger et al. 2015) and Attention U-Net (Oktay et al. 2018) for binary segmentation.
+"""U-Net (Ronneberger et al. 2015) for binary segmentation, with optional attention gates and deep supervision.
 
-Both return logits shaped ``(N, out_channels, H, W)``; the sigmoid belongs to the loss or predictor.
+It returns logits shaped ``(N, out_channels, H, W)``; the sigmoid belongs to the loss or predictor.
 """
 
 from __future__ import annotations
@@ -112,14 +112,3 @@ class UNet(nn.Module):
             aux = head(feat)
             outputs.append(nn.functional.interpolate(aux, size=x.shape[-2:], mode="bilinear"))
         return outputs
-
-
-class AttentionUNet(UNet):
-    """U-Net with additive attention gates on every skip connection (Oktay et al. 2018).
-
-    Takes the same arguments as :class:`UNet` (``attention`` is always on).
-    """
-
-    def __init__(self, **kwargs: object) -> None:
-        kwargs.pop("attention", None)
-        super().__init__(attention=True, **kwargs)  # type: ignore[arg-type]

@@ -14,8 +14,8 @@ import yaml
 
 from polypseg.checkpoint import resolve_checkpoint, run_dir_of
 from polypseg.data.sources import discover_all
-from polypseg.inference import Predictor
-from polypseg.metrics import METRIC_NAMES
+from polypseg.evaluation.metrics import METRIC_NAMES
+from polypseg.inference.predictor import Predictor
 from polypseg.report import figures
 from polypseg.report.findings import derive_findings
 from polypseg.report.overlays import render_cases
@@ -68,10 +68,10 @@ def make_report(
 ) -> Path:
     """Write ``report.html`` and its PNG figures into the evaluation folder; returns the HTML path.
 
-    Runs :func:`polypseg.evaluate.evaluate` first when the folder has no ``summary.json``.
+    Runs :func:`polypseg.evaluation.evaluate` first when the folder has no ``summary.json``.
     """
-    from polypseg.evaluate import evaluate
-    from polypseg.train import read_metrics
+    from polypseg.evaluation.evaluate import evaluate
+    from polypseg.paths import read_metrics
 
     ckpt = resolve_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(ckpt)

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 
 from polypseg.data.sources import Sample, read_sample
-from polypseg.inference import Predictor, overlay
+from polypseg.inference.overlay import overlay
+from polypseg.inference.predictor import Predictor
 
 
 def pick_cases(rows: Sequence[dict[str, Any]], per_kind: int = 2) -> list[tuple[str, dict[str, Any]]]:

@@ -1,140 +1,35 @@
-"""``fit(recipe, data, out_dir)``: one run folder per training run, driven by Lightning's Trainer.
-
-A run folder holds::
-
-    config.yaml            the frozen, resolved recipe plus the data sources
-    split.json             the split used (reused on resume)
-    env.json               library versions, hardware, command line (each --resume appended)
-    metrics.csv            one row per epoch: train_loss, val_loss, val_dice, val_iou, val_images, lr,
-                           seconds (validation at the training size; `evaluate` scores at original size)
-    checkpoints/last.ckpt  full training state, written atomically after every epoch
-    checkpoints/best.ckpt  the epoch with the highest validation Dice
+"""``fit(recipe, data, out_dir)``: one run folder per training run (layout: :mod:`polypseg.paths`),
+driven by Lightning's Trainer.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import platform
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import yaml
 
-from polypseg.checkpoint import fitting_tensors, versions
 from polypseg.config import Recipe
-from polypseg.data.dataset import IMAGENET_MEAN, IMAGENET_STD, SegDataModule
-from polypseg.data.sources import apply_groups, discover_all
+from polypseg.data.datamodule import SegDataModule
+from polypseg.data.groups import apply_groups
+from polypseg.data.sources import discover_all
 from polypseg.data.split import load_split, make_split, write_split
-from polypseg.device import device_type, resolve_precision
-from polypseg.models import build_model
-from polypseg.module import SegModule
-
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "lr", "seconds")
+from polypseg.device import device_type, lightning_precision, resolve_precision
+from polypseg.paths import read_metrics
+from polypseg.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from polypseg.training.env import env_info
+from polypseg.training.finetune import read_init_weights
+from polypseg.training.module import SegModule
+from polypseg.training.recorder import RunRecorder
 
 
 class RunFolderError(RuntimeError):
     """The output folder is in a state that would lose or mix results."""
-
-
-class RunRecorder(pl.Callback):
-    """After every validation: ``last.ckpt`` (atomic), ``best.ckpt`` when val Dice improves, and a
-    ``metrics.csv`` row. Its state (best score) is saved in checkpoints, so resume continues it."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.best = -1.0
-        self.best_epoch = -1
-        self.saved_epoch = -1  # last epoch whose checkpoint was written
-        self._t0 = time.perf_counter()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "saved_epoch": self.saved_epoch}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = float(state["best"])
-        self.best_epoch = int(state["best_epoch"])
-        self.saved_epoch = int(state["saved_epoch"])
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Rows after the checkpoint we resume from belong to epochs that will be trained again.
-        if trainer.is_global_zero:
-            _truncate_metrics(self.run_dir / "metrics.csv", self.saved_epoch + 1)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._t0 = time.perf_counter()
-
-    def _save(self, trainer: pl.Trainer, name: str) -> None:
-        path = self.run_dir / "checkpoints" / f"{name}.ckpt"
-        tmp = path.with_name(f"{name}.ckpt.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective: rank 0 writes, barrier
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        rec = dict(pl_module.epoch_record)  # type: ignore[attr-defined]
-        if not rec:
-            return
-        improved = rec["val_dice"] > self.best
-        if improved:
-            self.best, self.best_epoch = rec["val_dice"], int(rec["epoch"])
-        self.saved_epoch = int(rec["epoch"])
-        self._save(trainer, "last")
-        if improved:
-            self._save(trainer, "best")
-        if trainer.is_global_zero:
-            rec["seconds"] = time.perf_counter() - self._t0
-            _append_metrics(self.run_dir / "metrics.csv", rec)
-
-
-def _append_metrics(path: Path, rec: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
-        row["epoch"] = int(rec["epoch"])
-        w.writerow(row)
-
-
-def _truncate_metrics(path: Path, from_epoch: int) -> None:
-    """Drop rows of epochs >= ``from_epoch`` (written before a crash that lost their checkpoint)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < from_epoch]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _read_init_weights(recipe: Recipe) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """The tensors of ``recipe.init_weights`` that fit the recipe's model, and their counts; raises
-    before anything is written if they cannot initialise it (see :func:`fitting_tensors`).
-
-    The shapes come from a probe model built under a forked RNG, so the run's own initialisation is
-    unchanged.
-    """
-    with torch.random.fork_rng(devices=[]):
-        probe = build_model(recipe.model.name, **recipe.model.args)
-    return fitting_tensors(probe.state_dict(), recipe.init_weights or "", recipe.init_strict)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's ``metrics.csv`` as floats."""
-    with (Path(run_dir) / "metrics.csv").open(newline="") as fh:
-        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
 
 
 @dataclass
@@ -153,23 +48,6 @@ class RunResult:
     @property
     def last_ckpt(self) -> Path:
         return self.run_dir / "checkpoints" / "last.ckpt"
-
-
-def env_info() -> dict[str, Any]:
-    """Hardware, software and command line of this process (``env.json``)."""
-    info: dict[str, Any] = {
-        "versions": versions(),
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "argv": sys.argv,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if torch.cuda.is_available():
-        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
 
 
 def _is_ddp_child() -> bool:
@@ -235,7 +113,7 @@ def fit(
     init: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
     if recipe.init_weights and not resume:  # a resumed run's weights come from last.ckpt
         recipe = recipe.model_copy(update={"init_weights": str(Path(recipe.init_weights).resolve())})
-        init = _read_init_weights(recipe)  # before the run folder is written
+        init = read_init_weights(recipe)  # before the run folder is written
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     if device_type(accelerator) == "cpu" and devices > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
@@ -295,7 +173,7 @@ def fit(
         accelerator=accelerator,
         devices=devices,
         strategy="ddp" if devices > 1 else "auto",
-        precision=resolve_precision(recipe.precision, accelerator),
+        precision=lightning_precision(resolve_precision(recipe.precision, accelerator)),
         max_epochs=recipe.epochs,
         max_time={"minutes": max_minutes} if max_minutes else None,
         logger=False,

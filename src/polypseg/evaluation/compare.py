@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from polypseg.stats import PairedComparison, paired_comparison
+from polypseg.evaluation.stats import PairedComparison, paired_comparison
 
 METRICS = (
     "dice",

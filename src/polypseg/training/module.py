@@ -11,52 +11,26 @@ import torch
 from torch import nn
 
 from polypseg.config import Recipe
+from polypseg.evaluation.metrics import dice_iou
 from polypseg.losses import build_loss
 from polypseg.models import build_model
+from polypseg.training.env import versions
+from polypseg.training.schedule import lr_factor
 
 CHECKPOINT_FORMAT = 1
 
 
-def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int, time_fraction: float = 0.0) -> float:
-    """Multiplier of the base learning rate at optimiser step ``step`` (0-based).
-
-    ``time_fraction`` (elapsed / wall-clock budget, for runs with ``--max-minutes``) makes warm-up
-    and decay schedules budget-aware: progress is the larger of the epoch and the time fractions, so
-    a run cut short by its budget still finishes its decay. The ``step`` schedule ignores it.
-    """
-    sch = recipe.scheduler
-    epoch_f = step / max(steps_per_epoch, 1)
-    if sch.name != "step":
-        epoch_f = max(epoch_f, time_fraction * recipe.epochs)
-    if sch.name == "step":
-        return sch.gamma ** (int(epoch_f) // sch.step_size)
-    warm = sch.warmup_epochs
-    if warm > 0 and epoch_f < warm:
-        return max(epoch_f / warm, 1e-3)
-    if sch.name == "none":
-        return 1.0
-    span = max(recipe.epochs - warm, 1e-9)
-    t = min(max((epoch_f - warm) / span, 0.0), 1.0)
-    low = sch.min_lr_ratio
-    if sch.name == "cosine":
-        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t))
-    return low + (1 - low) * (1 - t) ** sch.power  # poly
-
-
 def batch_dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image Dice and IoU ``(N,)`` of thresholded sigmoid(logits) vs target, both (N, 1, H, W).
+    """Per-image Dice and IoU ``(N,)`` float64 of thresholded sigmoid(logits) vs target, both (N, 1, H, W).
 
-    Uses the zero-denominator rule of :mod:`polypseg.metrics` (empty vs empty scores 1).
+    Counts are taken on the tensors' device; the ratios follow :func:`polypseg.evaluation.metrics.dice_iou`
+    (the one zero-denominator rule: empty vs empty scores 1).
     """
     pred = torch.sigmoid(logits.float()) > threshold
     gt = target > 0.5
-    tp = (pred & gt).flatten(1).sum(1).double()
-    fp = (pred & ~gt).flatten(1).sum(1).double()
-    fn = (~pred & gt).flatten(1).sum(1).double()
-    perfect = (fp + fn) == 0
-    dice = torch.where(perfect, 1.0, 2 * tp / (2 * tp + fp + fn).clamp_min(1))
-    iou = torch.where(perfect, 1.0, tp / (tp + fp + fn).clamp_min(1))
-    return dice, iou
+    counts = [(a & b).flatten(1).sum(1).cpu().numpy() for a, b in ((pred, gt), (pred, ~gt), (~pred, gt))]
+    dice, iou = dice_iou(*counts)
+    return torch.from_numpy(dice).to(logits.device), torch.from_numpy(iou).to(logits.device)
 
 
 class SegModule(pl.LightningModule):
@@ -185,8 +159,6 @@ class SegModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from polypseg.checkpoint import versions
-
         checkpoint["polypseg"] = {
             "format": CHECKPOINT_FORMAT,
             "model_name": self.recipe.model.name,

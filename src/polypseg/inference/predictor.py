@@ -11,13 +11,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
-from polypseg.data.dataset import normalise
-from polypseg.device import inference_bf16
+from polypseg.device import autocast_dtype, resolve_precision
+from polypseg.preprocess import normalise, resize_image, resize_probability
 
 
 def default_device() -> torch.device:
@@ -36,8 +35,8 @@ class Predictor:
         device: where the model runs.
         tta: average the probabilities of the frame and its horizontal and vertical flips.
         batch_size: frames per forward pass.
-        bf16: run under bf16 autocast (CPU with bf16 units, or CUDA); ``None``: where the device has
-            native bf16 (:func:`polypseg.device.inference_bf16`). ONNX sessions always run fp32.
+        precision: ``32``, ``bf16`` or ``16`` autocast, or ``auto`` (bf16 where the device has native
+            bf16, see :mod:`polypseg.device`); Lightning's spellings are accepted. ONNX sessions run fp32.
         onnx_session: an ONNX Runtime session to run instead of ``model`` (see :meth:`from_checkpoint`).
     """
 
@@ -51,7 +50,7 @@ class Predictor:
         device: str | torch.device | None = None,
         tta: bool = False,
         batch_size: int = 8,
-        bf16: bool | None = False,
+        precision: str = "32",
         onnx_session: object | None = None,
     ) -> None:
         self.session = onnx_session
@@ -65,7 +64,7 @@ class Predictor:
         self.size, self.mean, self.std = int(size), tuple(mean), tuple(std)
         self.threshold = float(threshold)
         self.tta, self.batch_size = tta, int(batch_size)
-        self.bf16 = inference_bf16(self.device) if bf16 is None else bool(bf16)
+        self.precision = resolve_precision(precision, self.device) if onnx_session is None else "32"
 
     @classmethod
     def from_checkpoint(cls, run_or_ckpt: str | Path, threshold: float | None = None, **kwargs: object) -> Predictor:
@@ -89,7 +88,7 @@ class Predictor:
             import onnxruntime as ort
         except ImportError as exc:
             raise ImportError("running .onnx models needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
-        from polypseg.export import read_onnx_meta
+        from polypseg.inference.export import read_onnx_meta
 
         meta = read_onnx_meta(path)
         options = ort.SessionOptions()
@@ -98,7 +97,7 @@ class Predictor:
         pre = meta["preprocess"]
         thr = meta.get("threshold", 0.5) if threshold is None else threshold
         kwargs.pop("device", None)
-        kwargs["bf16"] = False  # the exported graph is fp32
+        kwargs.pop("precision", None)  # the exported graph is fp32
         pred = cls(None, pre["size"], pre["mean"], pre["std"], threshold=thr, device="cpu", onnx_session=session,
                    **kwargs)  # type: ignore[arg-type]  # fmt: skip
         pred.meta = meta
@@ -124,7 +123,8 @@ class Predictor:
         batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
         model = self.model
         assert model is not None
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        dtype = autocast_dtype(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             prob = torch.sigmoid(model(batch).float())
             if self.tta:
                 prob = prob + torch.sigmoid(model(batch.flip(-1)).float()).flip(-1)
@@ -148,21 +148,9 @@ class Predictor:
         for f in frames:
             if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
                 raise ValueError(f"expected uint8 RGB frames (H, W, 3), got {f.dtype} {f.shape}")
-        small = np.stack(
-            [
-                cv2.resize(
-                    f,
-                    (self.size, self.size),
-                    interpolation=cv2.INTER_AREA if max(f.shape[:2]) > self.size else cv2.INTER_LINEAR,
-                )
-                for f in frames
-            ]
-        )
+        small = np.stack([resize_image(f, self.size) for f in frames])
         probs = self._forward(normalise(small, self.mean, self.std)).numpy()
-        return [
-            cv2.resize(p, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_LINEAR) if p.shape != f.shape[:2] else p
-            for p, f in zip(probs, frames, strict=True)
-        ]
+        return [resize_probability(p, f.shape[0], f.shape[1]) for p, f in zip(probs, frames, strict=True)]
 
     def predict_mask(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Yield a uint8 mask ``(H, W)`` in {0, 1} per frame (probability > threshold)."""
@@ -182,24 +170,3 @@ class Predictor:
 
         for mask in self.predict_mask(stream()):
             yield held.popleft(), mask
-
-
-def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
-    """RGB overlay of a prediction on its image, uint8 ``(H, W, 3)``.
-
-    Without ``gt`` the predicted region is tinted green with its outline drawn. With ``gt``: true
-    positives green, false positives red, false negatives blue.
-    """
-    out = image.astype(np.float32).copy()
-    p = pred.astype(bool)
-    if gt is None:
-        layers = [(p, (0, 255, 0))]
-    else:
-        g = gt.astype(bool)
-        layers = [(p & g, (0, 255, 0)), (p & ~g, (255, 0, 0)), (~p & g, (0, 0, 255))]
-    for region, colour in layers:
-        out[region] = (1 - alpha) * out[region] + alpha * np.array(colour, np.float32)
-    result = np.clip(out, 0, 255).astype(np.uint8)
-    contours, _ = cv2.findContours(p.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(result, contours, -1, (255, 255, 0), 1)
-    return result

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polypseg.metrics import metrics_from_counts
+from polypseg.evaluation.metrics import metrics_from_counts, ratio
 
 DEFAULT_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 4)
 
@@ -61,16 +61,12 @@ class SweepAccumulator:
         tp = len(pos_sorted) - np.searchsorted(pos_sorted, self.t, side="right")
         fp = len(neg_sorted) - np.searchsorted(neg_sorted, self.t, side="right")
         fn = len(pos_sorted) - tp
-        perfect = ((fp + fn) == 0).astype(float)
+        perfect = (fp + fn) == 0
         b2 = self.beta**2
-
-        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-            return np.where(den == 0, perfect, num / np.maximum(den, 1))
-
-        self.sums["dice"] += ratio(2 * tp, 2 * tp + fp + fn)
-        self.sums["precision"] += ratio(tp, tp + fp)
-        self.sums["recall"] += ratio(tp, tp + fn)
-        fbeta = ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+        self.sums["dice"] += ratio(2 * tp, 2 * tp + fp + fn, perfect)
+        self.sums["precision"] += ratio(tp, tp + fp, perfect)
+        self.sums["recall"] += ratio(tp, tp + fn, perfect)
+        fbeta = ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, perfect)
         self.sums["fbeta"] += fbeta
         self.fbeta_per_image.append(fbeta)
         self.counts.append(np.stack([tp, fp, fn, len(neg_sorted) - fp]))

@@ -13,7 +13,8 @@ import numpy as np
 
 from polypseg.data.errors import DataError
 from polypseg.data.io import IMAGE_EXTENSIONS, read_image
-from polypseg.inference import Predictor, overlay
+from polypseg.inference.overlay import overlay
+from polypseg.inference.predictor import Predictor
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg")
 
@@ -91,11 +92,11 @@ def predict(
     out_dir: str | Path,
     threshold: float | None = None,
     tta: bool = False,
-    bf16: bool | None = None,
+    precision: str = "auto",
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (0 / 255, at the input's size) and ``<stem>_overlay.png`` per image.
 
-    ``bf16``: bf16 autocast; ``None`` (default) uses it where the device has native bf16 units.
+    ``precision``: ``auto`` (default: bf16 autocast where the device has native bf16 units), ``32``, ``bf16``, ``16``.
 
     Videos (``.mp4``, ``.avi``, ...) give an overlay video and a per-frame CSV (:func:`predict_video`).
 
@@ -103,7 +104,7 @@ def predict(
     """
     files = collect_images(inputs)
     videos = [Path(p) for p in inputs if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_EXTENSIONS]
-    predictor = Predictor.from_checkpoint(run_or_ckpt, threshold=threshold, tta=tta, bf16=bf16)
+    predictor = Predictor.from_checkpoint(run_or_ckpt, threshold=threshold, tta=tta, precision=precision)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

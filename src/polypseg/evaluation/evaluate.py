@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from polypseg.checkpoint import resolve_checkpoint, run_dir_of, update_checkpoint_meta
-from polypseg.data.errors import DataError
-from polypseg.data.sources import Sample, discover_all, read_sample
-from polypseg.data.split import load_split, make_split
-from polypseg.inference import Predictor
-from polypseg.metrics import METRIC_NAMES, image_metrics, summarise
-from polypseg.stats import bootstrap_ci
-from polypseg.structure import StructureMetrics
-from polypseg.threshold import SweepAccumulator, ThresholdSweep
+from polypseg.checkpoint import resolve_checkpoint, run_dir_of
+from polypseg.data.sample import Sample
+from polypseg.data.sources import discover_all, read_sample
+from polypseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
+from polypseg.evaluation.selection import default_data, select_samples
+from polypseg.evaluation.stats import bootstrap_ci
+from polypseg.evaluation.structure import StructureMetrics
+from polypseg.evaluation.threshold import SweepAccumulator
+from polypseg.inference.predictor import Predictor
 
 EMPTY_RULE = (
     "A ratio whose denominator is zero scores 1.0 if the prediction has no error on that image "
@@ -42,44 +40,6 @@ class EvalResult:
     out_dir: Path
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
-
-
-def select_samples(
-    samples: Sequence[Sample], split: str, run_dir: Path | None, recipe: dict[str, Any] | None
-) -> list[Sample]:
-    """The samples of ``split`` ("train", "val", "test" or "all").
-
-    A run's ``split.json`` decides when the data is the run's; otherwise predefined splits, else a
-    seeded split with the recipe's fractions and seed (the same one training made).
-    """
-    if split == "all":
-        return list(samples)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be train, val, test or all, got {split!r}")
-    ids: list[str] | None = None
-    if run_dir is not None and (run_dir / "split.json").exists():
-        try:
-            ids = load_split(run_dir / "split.json", samples)[split]
-        except DataError:
-            # other data than the run's: its own predefined (or seeded) split applies; say so
-            warnings.warn(
-                f"the data is not the data of {run_dir / 'split.json'}; using the data's own {split!r} split",
-                stacklevel=2,
-            )
-            ids = None
-    if ids is None:
-        data = (recipe or {}).get("data", {})
-        ids = make_split(
-            samples,
-            data.get("val_fraction", 0.15),
-            data.get("test_fraction", 0.15),
-            (recipe or {}).get("seed", 0),
-        )[split]
-    chosen = set(ids)
-    out = [s for s in samples if s.id in chosen]
-    if not out:
-        raise DataError(f"the {split!r} split of this data is empty; choose another --split")
-    return out
 
 
 def iter_predictions(
@@ -152,7 +112,7 @@ def evaluate(
     """
     ckpt = resolve_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(ckpt)
-    data = _default_data(data, run_dir)
+    data = default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
     meta = predictor.meta
     labels = (meta.get("recipe") or {}).get("data", {}).get("foreground_labels")
@@ -237,58 +197,6 @@ def _cross_tuned(sweep: SweepAccumulator, folds: int = 2) -> dict[str, Any] | No
         "metrics": summarise(rows),
         "note": "images alternate between folds; each fold is scored at the threshold tuned on the other",
     }
-
-
-def _default_data(data: Sequence[str] | None, run_dir: Path | None) -> Sequence[str]:
-    if data:
-        return data
-    if run_dir is None:
-        raise ValueError("give --data: the checkpoint is not inside a run folder that names its data")
-    return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-
-
-def tune_threshold(
-    run_or_ckpt: str | Path,
-    data: Sequence[str] | None = None,
-    beta: float = 1.0,
-    layout: str | None = None,
-) -> ThresholdSweep:
-    """Choose the threshold that maximises mean per-image F-beta (Dice for beta 1) on the
-    **validation** split, and store it in the checkpoint (``threshold``, ``threshold_source``).
-
-    Also writes ``RUN/threshold.json`` with the whole sweep when the checkpoint is in a run folder.
-    """
-    ckpt = resolve_checkpoint(run_or_ckpt)
-    run_dir = run_dir_of(ckpt)
-    data = _default_data(data, run_dir)
-    predictor = Predictor.from_checkpoint(ckpt, threshold=0.5)
-    recipe = predictor.meta.get("recipe") or {}
-    labels = recipe.get("data", {}).get("foreground_labels")
-    samples = select_samples(discover_all(list(data), layout, foreground_labels=labels), "val", run_dir, recipe)
-    acc = SweepAccumulator(beta=beta)
-    for _s, _image, gt, prob in iter_predictions(predictor, samples):
-        acc.add(prob, gt)
-    sw = acc.result()
-    source = f"tuned on val ({len(samples)} images, max mean F{beta:g})"
-    update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source)
-    if run_dir is not None:
-        i = int(np.argmin(np.abs(sw.thresholds - sw.best)))
-        j = int(np.argmin(np.abs(sw.thresholds - 0.5)))
-        (run_dir / "threshold.json").write_text(
-            json.dumps(
-                {
-                    "threshold": sw.best,
-                    "source": source,
-                    "val_mean_dice_at_best": float(sw.dice[i]),
-                    "val_mean_dice_at_0.5": float(sw.dice[j]),
-                    "thresholds": sw.thresholds.tolist(),
-                    "dice": sw.dice.tolist(),
-                    "fbeta": sw.fbeta.tolist(),
-                },
-                indent=1,
-            )
-        )
-    return sw
 
 
 def metric_table_rows(summary: dict[str, Any]) -> list[tuple[str, float, float]]:

@@ -1,4 +1,4 @@
-"""Torch datasets over the cached arrays and a LightningDataModule that builds them."""
+"""Torch datasets over the cached arrays and the LightningDataModule that builds them for training."""
 
 from __future__ import annotations
 
@@ -12,19 +12,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from polypseg.data.augment import build_augment
 from polypseg.data.cache import CachedArrays, build_cache
-from polypseg.data.sources import Sample
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` or ``(H, W, 3)`` -> float32 ``(N, 3, H, W)`` or ``(3, H, W)``, standardised."""
-    t = torch.from_numpy(np.array(images, dtype=np.float32, order="C")).div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32)
-    s = torch.tensor(std, dtype=torch.float32)
-    t = (t - m) / s
-    return t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1)
+from polypseg.data.sample import Sample
+from polypseg.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalise
 
 
 class SegDataset(Dataset):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 METRIC_NAMES: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy")
 
@@ -40,24 +41,38 @@ def confusion(pred: np.ndarray, gt: np.ndarray) -> dict[str, int]:
     return {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
-def _ratio(num: float, den: float, perfect: bool) -> float:
-    if den == 0:
-        return 1.0 if perfect else 0.0
-    return float(num) / float(den)
+def ratio(num: ArrayLike, den: ArrayLike, perfect: ArrayLike) -> np.ndarray:
+    """``num / den`` element-wise, with the module's zero-denominator rule: where ``den == 0`` the result
+    is 1.0 if ``perfect`` (no false positive and no false negative on that image) and 0.0 otherwise.
+
+    The one home of the rule: image metrics, the threshold sweep and training's validation Dice use it.
+    Arrays broadcast; returns float64 (0-d for scalar inputs).
+    """
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    safe = np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+    return np.where(den == 0, np.where(np.asarray(perfect, dtype=bool), 1.0, 0.0), safe)
+
+
+def dice_iou(tp: ArrayLike, fp: ArrayLike, fn: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Dice and IoU of per-image counts (arrays of any matching shape), with the zero-denominator rule."""
+    tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))
+    perfect = (fp + fn) == 0
+    return ratio(2 * tp, 2 * tp + fp + fn, perfect), ratio(tp, tp + fp + fn, perfect)
 
 
 def metrics_from_counts(c: Mapping[str, int]) -> dict[str, float]:
     """The six ratio metrics of one set of counts, with the zero-denominator rule of this module."""
     tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
     perfect = fp + fn == 0
-    return {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn, perfect),
-        "iou": _ratio(tp, tp + fp + fn, perfect),
-        "precision": _ratio(tp, tp + fp, perfect),
-        "recall": _ratio(tp, tp + fn, perfect),
-        "specificity": _ratio(tn, tn + fp, perfect),
-        "accuracy": _ratio(tp + tn, tp + fp + fn + tn, perfect),
+    pairs = {
+        "dice": (2 * tp, 2 * tp + fp + fn),
+        "iou": (tp, tp + fp + fn),
+        "precision": (tp, tp + fp),
+        "recall": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "accuracy": (tp + tn, tp + fp + fn + tn),
     }
+    return {name: float(ratio(num, den, perfect)) for name, (num, den) in pairs.items()}
 
 
 def image_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,83 @@
+"""The Typer apps, the console and the output helpers shared by every command."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Train, evaluate and run U-Net-family models for polyp segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and generate data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+DataOpt = Annotated[
+    list[str] | None,
+    typer.Option("--data", "-d", help="Data folder, or 'synthetic[:n=400,size=256,seed=0]'. Repeat to combine."),
+]
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def labels(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        fail(ValueError(f"--foreground-labels takes integers separated by commas, got {text!r}"))
+        raise  # unreachable: _fail exits
+
+
+def fail(exc: Exception) -> None:
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def print_summary(summary: dict, title: str) -> None:
+    from polypseg.evaluation.evaluate import metric_table_rows
+
+    half = summary.get("metrics_at_0.5")
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column(f"mean over images (t={summary['threshold']:.3f})", justify="right")
+    table.add_column("pooled (all pixels)", justify="right")
+    if half:
+        table.add_column("mean over images (t=0.5)", justify="right")
+    for name, mean, pooled in metric_table_rows(summary):
+        extra = [f"{half['mean'][name]:.4f}"] if half else []
+        table.add_row(name, f"{mean:.4f}", f"{pooled:.4f}", *extra)
+    console.print(table)
+    if "structure" in summary:
+        st = Table(title="structure metrics (pysodmetrics; PraNet toolbox protocol)")
+        st.add_column("metric")
+        st.add_column("value", justify="right")
+        for name, value in summary["structure"].items():
+            st.add_row(name, f"{value:.4f}")
+        console.print(st)
+    console.print(
+        f"{summary['metrics']['n_images']} images scored at their original resolution; "
+        f"threshold {summary['threshold']:.3f} ({summary['threshold_source']}); "
+        f"{summary['n_empty_gt']} with empty ground truth"
+    )
+    if "ci95" in summary:
+        ci, m = summary["ci95"], summary["metrics"]["mean"]
+        console.print(
+            f"95% intervals over images (bootstrap): mDice {m['dice']:.4f} [{ci['dice'][0]:.4f}, {ci['dice'][1]:.4f}], "
+            f"mIoU {m['iou']:.4f} [{ci['iou'][0]:.4f}, {ci['iou'][1]:.4f}]"
+        )

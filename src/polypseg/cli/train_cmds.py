@@ -1,0 +1,165 @@
+"""Commands that train: ``train``, ``tune`` and ``demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from polypseg.cli.common import DataOpt, app, console, fail, labels, print_summary, quiet_lightning
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
+    data: DataOpt = None,  # type: ignore[assignment]
+    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")] = "quick",
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    size: Annotated[int | None, typer.Option(help="Override the training image size (pixels).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="Override precision: auto, 32, bf16 or 16 (Lightning names accepted).")
+    ] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
+    devices: Annotated[int, typer.Option(help="Processes (CPU) or GPUs; >1 uses DDP.")] = 1,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")] = False,
+    layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
+    fold: Annotated[str | None, typer.Option(help="Cross-validation fold k/K over train+val.")] = None,
+    group_regex: Annotated[
+        str | None, typer.Option(help="Regex on file stems giving patient/video/centre groups.")
+    ] = None,
+    group_csv: Annotated[str | None, typer.Option(help="FILE:COLUMN of a CSV with a 'stem' column.")] = None,
+    foreground_labels: Annotated[
+        str | None, typer.Option(help="Mask labels that count as polyp in multi-label masks, e.g. '1,2'.")
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Fine-tune: start from this local checkpoint or state-dict file."),
+    ] = None,
+    init_partial: Annotated[
+        bool, typer.Option("--init-partial", help="With --init: copy only the tensors whose name and shape fit.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    tune: Annotated[bool, typer.Option(help="Tune the threshold on validation after training.")] = True,
+) -> None:
+    """Train a model; writes config, split, checkpoints and metrics.csv into --out."""
+    from polypseg.config import RecipeError, load_recipe
+    from polypseg.data.errors import DataError
+    from polypseg.training import RunFolderError, fit
+    from polypseg.training.finetune import InitWeightsError
+
+    quiet_lightning()
+    try:
+        rec = None
+        if not resume and not data:
+            fail(ValueError("give --data (or --resume to continue a run)"))
+        if not resume:
+            overrides = {
+                "epochs": epochs,
+                "data.size": size,
+                "data.batch_size": batch_size,
+                "seed": seed,
+                "precision": precision,
+                "data.fold": fold,
+                "data.group_regex": group_regex,
+                "data.group_csv": group_csv,
+                "data.foreground_labels": labels(foreground_labels),
+                "init_weights": str(init) if init else None,
+                "init_strict": False if init_partial else None,
+            }
+            rec = load_recipe(recipe, overrides)
+        result = fit(
+            rec,
+            data or [],
+            out,
+            resume=resume,
+            devices=devices,
+            accelerator=accelerator,
+            max_minutes=max_minutes,
+            layout=layout,
+            progress=progress,
+            epochs=epochs if resume else None,
+        )
+    except (RecipeError, DataError, RunFolderError, FileNotFoundError, InitWeightsError) as exc:
+        fail(exc)
+    from polypseg.training.fit import _is_ddp_child
+
+    if tune and not _is_ddp_child():
+        sw = _tune(out)
+        console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
+    console.print(
+        f"[bold green]done[/]: {result.epochs_done} epochs, best validation Dice {result.best_val_dice:.4f} "
+        f"(epoch {result.best_epoch}); run folder {result.run_dir}"
+    )
+
+
+def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0):
+    from polypseg.evaluation.tune import tune_threshold
+
+    return tune_threshold(run, data or None, beta)
+
+
+@app.command()
+def tune(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
+    beta: Annotated[float, typer.Option(help="Maximise mean F-beta (1 = Dice; >1 favours recall).")] = 1.0,
+) -> None:
+    """Choose the decision threshold on the VALIDATION split and store it in the checkpoint."""
+    from polypseg.data.errors import DataError
+
+    try:
+        sw = _tune(run, data, beta)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        fail(exc)
+    i = int(abs(sw.thresholds - sw.best).argmin())
+    j = int(abs(sw.thresholds - 0.5).argmin())
+    console.print(
+        f"threshold {sw.best:.3f}: validation mDice {sw.dice[i]:.4f} (at 0.5: {sw.dice[j]:.4f}); "
+        "stored in the checkpoint"
+    )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
+    n: Annotated[int, typer.Option(help="Synthetic frames (75/10/15 % train/val/test).")] = 400,
+    size: Annotated[int, typer.Option(help="Synthetic frame size (pixels).")] = 128,
+    epochs: Annotated[int | None, typer.Option(help="Override the quick recipe's epochs.")] = None,
+) -> None:
+    """Train the quick recipe on the built-in synthetic set, tune the threshold on its validation
+    split, evaluate on its held-out test split, write the report and a few overlays: everything a
+    first-time user needs to see, in a few minutes on a CPU."""
+    import shutil
+
+    from polypseg.config import load_recipe
+    from polypseg.data.sources import discover
+    from polypseg.evaluation.evaluate import evaluate as run_eval
+    from polypseg.inference.predict import predict as run_predict
+    from polypseg.report import make_report
+    from polypseg.training import fit
+
+    quiet_lightning()
+    if out.exists():
+        console.print(f"removing the previous demo run in {out}")
+        shutil.rmtree(out)
+    data = [f"synthetic:n={n},size={size}"]
+    console.rule("1/3 training (recipe 'quick' on the synthetic set)")
+    result = fit(load_recipe("quick", {"epochs": epochs}), data, out)
+    sw = _tune(out)
+    console.print(f"threshold tuned on the validation split: {sw.best:.3f}")
+    console.rule("2/3 evaluating on the held-out test split")
+    res = run_eval(out, data, "test")
+    print_summary(res.summary, "held-out synthetic test split")
+    report_path = make_report(out, "test", res.out_dir, data)
+    console.rule("3/3 predicting overlays for a few test images")
+    test_images = [s.image for s in discover(data[0]) if s.split == "test"][:6]
+    run_predict(out, test_images, out / "overlays")
+    dice = res.summary["metrics"]["mean"]["dice"]
+    console.print(
+        f"[bold green]demo done[/]: held-out synthetic mDice {dice:.4f} "
+        f"(best validation Dice {result.best_val_dice:.4f}). Run folder: {out}; report: {report_path}"
+    )

@@ -1,0 +1,75 @@
+"""Where polypseg keeps things: the decoded-data cache root and the layout of a run folder, in one place.
+
+A run folder (one per training run)::
+
+    config.yaml            the frozen, resolved recipe plus the data sources
+    split.json             the split used (reused on resume, and by tune / evaluate on the run's data)
+    env.json               library versions, hardware, command line (each --resume appended)
+    metrics.csv            one row per epoch (:data:`METRIC_COLUMNS`)
+    threshold.json         the validation threshold sweep and the chosen threshold
+    checkpoints/last.ckpt  full training state, written atomically after every epoch
+    checkpoints/best.ckpt  the epoch with the highest validation Dice
+    eval/<name>/           summary.json, per_image.csv, report.html, figures/ of one evaluation
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Columns of ``metrics.csv``: validation at the training size (``evaluate`` scores at original size);
+#: ``seconds`` is the epoch's wall-clock training + validation time.
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "lr", "seconds")
+
+
+def cache_root() -> Path:
+    """``$POLYPSEG_CACHE`` if set, else ``~/.cache/polypseg`` (decoded arrays, the synthetic set)."""
+    env = os.environ.get("POLYPSEG_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "polypseg"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of the run folder ``root`` (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def env(self) -> Path:
+        return self.root / "env.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def threshold(self) -> Path:
+        return self.root / "threshold.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """``checkpoints/<which>.ckpt`` (``best`` or ``last``)."""
+        return self.checkpoints / f"{which}.ckpt"
+
+    def eval_dir(self, name: str) -> Path:
+        """``eval/<name>``: one evaluation (a split of the run's data, or an external set's name)."""
+        return self.root / "eval" / name
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv`` as floats (empty cells left out)."""
+    with RunPaths(Path(run_dir)).metrics.open(newline="") as fh:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]

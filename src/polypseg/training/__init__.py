@@ -1,0 +1,6 @@
+"""Training: the LightningModule, schedules, the run-folder recorder, fine-tuning, and ``fit``."""
+
+from polypseg.paths import read_metrics
+from polypseg.training.fit import RunFolderError, RunResult, fit
+
+__all__ = ["RunFolderError", "RunResult", "fit", "read_metrics"]

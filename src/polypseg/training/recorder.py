@@ -1,0 +1,88 @@
+"""The Lightning callback that fills the run folder after every validation: checkpoints and ``metrics.csv``."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from polypseg.paths import METRIC_COLUMNS
+
+
+class RunRecorder(pl.Callback):
+    """After every validation: ``last.ckpt`` (atomic), ``best.ckpt`` when val Dice improves, and a
+    ``metrics.csv`` row. Its state (best score) is saved in checkpoints, so resume continues it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.best = -1.0
+        self.best_epoch = -1
+        self.saved_epoch = -1  # last epoch whose checkpoint was written
+        self._t0 = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "saved_epoch": self.saved_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+        self.saved_epoch = int(state["saved_epoch"])
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Rows after the checkpoint we resume from belong to epochs that will be trained again.
+        if trainer.is_global_zero:
+            _truncate_metrics(self.run_dir / "metrics.csv", self.saved_epoch + 1)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def _save(self, trainer: pl.Trainer, name: str) -> None:
+        path = self.run_dir / "checkpoints" / f"{name}.ckpt"
+        tmp = path.with_name(f"{name}.ckpt.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective: rank 0 writes, barrier
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        rec = dict(pl_module.epoch_record)  # type: ignore[attr-defined]
+        if not rec:
+            return
+        improved = rec["val_dice"] > self.best
+        if improved:
+            self.best, self.best_epoch = rec["val_dice"], int(rec["epoch"])
+        self.saved_epoch = int(rec["epoch"])
+        self._save(trainer, "last")
+        if improved:
+            self._save(trainer, "best")
+        if trainer.is_global_zero:
+            rec["seconds"] = time.perf_counter() - self._t0
+            _append_metrics(self.run_dir / "metrics.csv", rec)
+
+
+def _append_metrics(path: Path, rec: dict[str, float]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
+        row["epoch"] = int(rec["epoch"])
+        w.writerow(row)
+
+
+def _truncate_metrics(path: Path, from_epoch: int) -> None:
+    """Drop rows of epochs >= ``from_epoch`` (written before a crash that lost their checkpoint)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < from_epoch]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
