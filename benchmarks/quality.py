@@ -13,7 +13,7 @@ tuning on the split we report would flatter it). Results go to
 ``runs/quality/<dataset>/``.
 
 Resumable: a finished result is skipped; an interrupted run resumes from its ``last.ckpt`` with the
-rest of its budget (the seconds already spent are read from its ``metrics.csv``).
+rest of its budget (the budget is the run's total training time, restored from the checkpoint).
 
 A recipe spec is a recipe name, optionally followed by ``+key=value`` overrides (dotted keys, YAML
 values): ``seed+loss.name=bce_dice+optimizer.name=adamw``, and optionally by one evaluation knob that
@@ -121,10 +121,9 @@ def run_one(dataset: str, spec: str, seed: int, minutes: float, size: int) -> di
                                 "data.val_fraction": 0.1, **SETTINGS["extra"]})  # fmt: skip
     t0 = time.perf_counter()
     if (run_dir / "checkpoints" / "last.ckpt").exists():
-        spent = sum(r.get("seconds", 0) for r in read_metrics(run_dir)) / 60
-        print(f"resume {run_dir} ({spent:.1f} of {minutes} min spent)")
-        if spent < minutes:
-            fit(None, [], run_dir, resume=True, max_minutes=minutes - spent, progress=False)
+        # --max-minutes is the run's TOTAL training time: the resumed run gets what the earlier sessions left
+        print(f"resume {run_dir} (budget {minutes} min in all)")
+        fit(None, [], run_dir, resume=True, max_minutes=minutes, progress=False)
     else:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         data = [str(Path(SETTINGS["root"]) / d) for d in DATASETS[dataset]]

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "polypseg"
 #: two stages of the same rank may not import each other.
 STAGE_RANK = {
     "__init__": 0,
+    "atomic": 0,
     "paths": 0,
     "preprocess": 0,
     "device": 0,

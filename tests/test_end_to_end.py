@@ -147,7 +147,7 @@ def test_budget_spent_inside_first_epoch_still_leaves_checkpoints(tmp_path: Path
     assert len(rows) == 1 and rows[0]["epoch"] == 0 and 0 <= rows[0]["val_dice"] <= 1
 
 
-def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_on_medsegbench_npz_from_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also: a relative --data path is frozen as an absolute one, so evaluation works from another folder."""
     from polypseg.data.synthetic import render_frame
 
@@ -173,14 +173,59 @@ def test_train_on_medsegbench_npz_and_cli_split_options(tmp_path: Path, monkeypa
 
     assert evaluate(run.run_dir, split="test").summary["metrics"]["n_images"] == 6
 
-    res = CliRunner().invoke(
-        app,
-        ["train", "--data", DATA, "--out", str(tmp_path / "fold"), "--epochs", "1", "--size", "64",
-         "--fold", "2/4", "--group-regex", r"syn3_000(\d)", "--no-progress", "--no-tune"],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
-    cfg = yaml.safe_load((tmp_path / "fold" / "config.yaml").read_text())["recipe"]["data"]
-    assert cfg["fold"] == "2/4" and cfg["group_regex"] == r"syn3_000(\d)"
+
+#: patient -> frames of that patient; stems are ``p1_a``, ``p1_b``, ... (20 frames of 8 patients).
+PATIENT_FRAMES = {"p1": 4, "p2": 3, "p3": 3, "p4": 3, "p5": 2, "p6": 2, "p7": 2, "p8": 1}
+
+
+def test_cli_fold_and_group_regex_split_members(tmp_path: Path) -> None:
+    """``train --group-regex --fold k/K``: each run's split.json keeps every patient in one split, the K
+    folds' validation sets partition train + val exactly, and the test split is the same in every fold."""
+    import yaml
+    from conftest import write_pair
+
+    from polypseg.config import dump_recipe
+
+    data = tmp_path / "pts"
+    patient_of = {}  # sample id -> patient, from the names generated here (not from polypseg's grouping)
+    for n_patient, (patient, n) in enumerate(PATIENT_FRAMES.items()):
+        for j in range(n):
+            stem = f"{patient}_{'abcd'[j]}"
+            write_pair(data, stem, size=(32, 32), seed=10 * n_patient + j)
+            patient_of[f"pts/{stem}"] = patient
+    all_ids = set(patient_of)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(dump_recipe(_tiny(epochs=1, **{"data.size": 32})))
+    K = 3
+    splits = []
+    for k in range(1, K + 1):
+        out = tmp_path / f"fold{k}"
+        res = CliRunner().invoke(
+            app,
+            ["train", "--recipe", str(recipe), "--data", str(data), "--out", str(out), "--fold", f"{k}/{K}",
+             "--group-regex", r"^(p\d+)_", "--no-progress", "--no-tune"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        cfg = yaml.safe_load((out / "config.yaml").read_text())["recipe"]["data"]
+        assert cfg["fold"] == f"{k}/{K}" and cfg["group_regex"] == r"^(p\d+)_"
+        split = json.loads((out / "split.json").read_text())["splits"]
+        members = {name: set(split[name]) for name in ("train", "val", "test")}
+        assert sum(len(v) for v in members.values()) == len(all_ids)  # no id twice
+        assert set.union(*members.values()) == all_ids  # every id once
+        assert members["test"] and members["val"] and members["train"]
+        for patient in PATIENT_FRAMES:  # a patient lies wholly in one split
+            frames = {i for i, p in patient_of.items() if p == patient}
+            assert sum(frames <= ids for ids in members.values()) == 1, patient
+        splits.append(members)
+
+    test = splits[0]["test"]
+    assert all(s["test"] == test for s in splits)  # test untouched by the fold
+    pool = all_ids - test
+    vals = [s["val"] for s in splits]
+    assert sorted(i for v in vals for i in v) == sorted(pool)  # each train+val id in exactly one fold's val
+    assert all(s["train"] == pool - s["val"] for s in splits)  # the rest of the pool trains
+    sizes = [len(v) for v in vals]
+    assert max(sizes) - min(sizes) <= max(PATIENT_FRAMES.values())  # near-equal folds of whole patients
 
 
 def test_predict_video_writes_overlay_video_and_frame_csv(tmp_path: Path) -> None:

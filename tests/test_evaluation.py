@@ -180,3 +180,61 @@ def test_tune_then_evaluate_applies_threshold(tmp_path: Path) -> None:
     vs = compare(run, tmp_path / "forced")  # the run's tuned threshold against 0.5, the same test images
     assert vs.n_images == s["metrics"]["n_images"]
     assert vs.diff == pytest.approx(s["metrics_at_0.5"]["mean"]["dice"] - s["metrics"]["mean"]["dice"])
+
+
+@pytest.mark.slow
+def test_evaluation_scores_at_the_original_size_not_the_training_size(tmp_path: Path) -> None:
+    """Frames of 80x120 (H x W), a model trained at 64x64: per_image.csv rows carry 80 / 120 and each
+    Dice is the one of Predictor.predict_mask on the original frame against the original mask."""
+    import csv
+
+    import cv2
+
+    from polypseg.config import load_recipe
+    from polypseg.data.synthetic import render_frame
+    from polypseg.evaluation import evaluate
+    from polypseg.inference import Predictor
+    from polypseg.training import fit
+
+    data = tmp_path / "wide"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for i in range(24):
+        image, mask = render_frame(5, i, 128)
+        image = cv2.resize(image, (120, 80), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, (120, 80), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(data / "images" / f"f{i:02d}.png"), image[..., ::-1])
+        cv2.imwrite(str(data / "masks" / f"f{i:02d}.png"), mask * 255)
+    recipe = load_recipe("quick", {"epochs": 1, "data.size": 64, "model.args.base": 8, "precision": "32"})
+    run = fit(recipe, [str(data)], tmp_path / "run", progress=False).run_dir
+    test_ids = json.loads((run / "split.json").read_text())["splits"]["test"]
+    assert len(test_ids) == 4
+
+    def read(stem: str) -> tuple[np.ndarray, np.ndarray]:
+        image = cv2.imread(str(data / "images" / f"{stem}.png"))[..., ::-1].copy()
+        return image, cv2.imread(str(data / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE) > 127
+
+    frames = {i: read(i.split("/")[-1]) for i in test_ids}
+    # One epoch barely learns, so threshold at the 85th percentile of the test probabilities: the masks
+    # are then partial, and their Dice neither 0 nor 1.
+    probs = list(Predictor.from_checkpoint(run).predict_proba([image for image, _ in frames.values()]))
+    threshold = float(np.quantile(np.concatenate([p.ravel() for p in probs]), 0.85))
+    summary = evaluate(run, split="test", threshold=threshold).summary
+    assert summary["threshold"] == threshold
+    with (run / "eval" / "test" / "per_image.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["id"] for r in rows) == test_ids
+
+    predictor = Predictor.from_checkpoint(run, threshold=threshold)  # fp32, as evaluate uses
+    for r in rows:
+        image, gt = frames[r["id"]]
+        assert (int(r["height"]), int(r["width"])) == (80, 120)
+        assert sum(int(r[k]) for k in ("tp", "fp", "fn", "tn")) == 80 * 120
+        pred = next(predictor.predict_mask([image])).astype(bool)
+        assert pred.shape == (80, 120)
+        tp, fp, fn = int(np.sum(pred & gt)), int(np.sum(pred & ~gt)), int(np.sum(~pred & gt))
+        assert (int(r["tp"]), int(r["fp"]), int(r["fn"])) == (tp, fp, fn)
+        expected = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 1.0  # README: empty and empty -> 1
+        assert float(r["dice"]) == pytest.approx(expected, abs=1e-12)
+        assert float(r["dice"]) == pytest.approx(image_metrics(pred, gt)["dice"], abs=1e-12)
+    assert any(0 < float(r["dice"]) < 1 for r in rows)

@@ -14,7 +14,7 @@ from polypseg.data.cache import build_cache
 from polypseg.data.check import check_data
 from polypseg.data.errors import DataError
 from polypseg.data.groups import apply_groups
-from polypseg.data.sources import discover, read_sample
+from polypseg.data.sources import discover, discover_all, read_sample
 from polypseg.data.split import make_split
 
 
@@ -205,9 +205,48 @@ def test_multilabel_masks_need_named_labels(tmp_path: Path) -> None:
     _write(root / "masks" / "x.png", labels)
     assert not check_data([str(root)]).usable
     assert check_data([str(root)], foreground_labels=[2]).usable
-    from polypseg.data.sources import discover_all
-
     (s,) = discover_all([root], foreground_labels=[1, 2])
     assert read_sample(s)[1].sum() == 16 + 100
     res = CliRunner().invoke(app, ["data", "check", str(root), "--foreground-labels", "2"])
     assert res.exit_code == 0, res.output
+
+
+def test_split_folders_may_reuse_a_file_name(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    _write(root / "train" / "images" / "0.png", _img(1))
+    _write(root / "train" / "masks" / "0.png", _mask())
+    _write(root / "test" / "images" / "0.png", _img(2))
+    _write(root / "test" / "masks" / "0.png", _mask(value=1))
+    samples = discover_all([root])  # 0.png in both splits used to clash as "two sources"
+    assert [(s.id, s.split) for s in samples] == [("ds/test/0", "test"), ("ds/train/0", "train")]
+    assert np.array_equal(read_sample(samples[0])[0], _img(2)) and np.array_equal(read_sample(samples[1])[0], _img(1))
+
+
+def test_split_folders_report_unknown_subfolders(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for split in ("train", "val", "training"):
+        _write(root / split / "images" / f"{split}.png", _img(0))
+        _write(root / split / "masks" / f"{split}.png", _mask())
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("x")
+    warned = r"ignored sub-folder\(s\) holding no image folder \+ mask folder: notes"
+    with pytest.warns(UserWarning, match=warned), pytest.raises(DataError) as err:
+        discover(root)
+    msg = str(err.value)
+    assert f"{root / 'training'}: holds an image folder and a mask folder, but 'training' is not a split" in msg
+    assert "train, val (or validation, valid), test" in msg
+    problems: list[str] = []
+    with pytest.warns(UserWarning, match="notes"):
+        assert [s.id for s in discover(root, problems=problems)] == ["ds/train/train", "ds/val/val"]
+    assert len(problems) == 1 and "'training'" in problems[0]
+
+
+def test_pair_subfolders_without_split_names_are_named(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for sub in ("training", "Test1"):
+        _write(root / sub / "images" / "a.png", _img(0))
+        _write(root / sub / "masks" / "a.png", _mask())
+    with pytest.raises(DataError, match="no known data layout") as err:
+        discover(root)
+    assert "the sub-folder(s) Test1, training hold images and masks" in str(err.value)
+    assert "name them train, val (or validation, valid) and test" in str(err.value)

@@ -92,3 +92,34 @@ def test_cli_compare_prints_and_writes_json(tmp_path: Path) -> None:
     assert saved["diff"] == pytest.approx(0.1) and saved["n_images"] == 10
     bad = CliRunner().invoke(app, ["compare", str(a), str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "polypseg evaluate" in bad.output
+
+
+def _write_mae(folder: Path, scores: dict[str, float]) -> Path:
+    folder.mkdir(parents=True)
+    with (folder / "per_image.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["id", "dice", "mae"])
+        w.writeheader()
+        for i, v in scores.items():
+            w.writerow({"id": i, "dice": 1 - v, "mae": v})
+    return folder
+
+
+def test_compare_mae_counts_the_lower_error_as_better(tmp_path: Path) -> None:
+    """MAE is an error: B with the lower MAE on every image wins every image, and the output says so."""
+    a = _write_mae(tmp_path / "a", {f"i{k}": 0.20 + 0.01 * k for k in range(6)})
+    b = _write_mae(tmp_path / "b", {f"i{k}": 0.05 + 0.01 * k for k in range(6)})
+    r = compare(a, b, metric="mae")
+    assert r.diff == pytest.approx(-0.15)  # still mean(B) - mean(A)
+    assert (r.b_better, r.a_better, r.ties) == (6, 0, 0)
+    assert r.higher_is_better is False and r.favours == "B"
+    higher = compare(a, b, metric="dice")  # the same files, an overlap metric: B higher, B better
+    assert (higher.b_better, higher.a_better, higher.higher_is_better, higher.favours) == (6, 0, True, "B")
+    out = tmp_path / "mae.json"
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--metric", "mae", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "6 / 0 / 0" in res.output and "-0.1500" in res.output
+    assert "lower is better" in res.output and "lower mae is better: the mean difference favours model B" in res.output
+    saved = json.loads(out.read_text())
+    assert (saved["b_better"], saved["a_better"], saved["higher_is_better"], saved["favours"]) == (6, 0, False, "B")
+    swapped = CliRunner().invoke(app, ["compare", str(b), str(a), "--metric", "mae"])
+    assert "0 / 6 / 0" in swapped.output and "favours model A" in swapped.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polypseg.atomic import atomic_save
 from polypseg.models import build_model
 
 
@@ -74,7 +74,5 @@ def update_checkpoint_meta(path: str | Path, **updates: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`polypseg.atomic.atomic_save` (temporary file, fsync, rename)."""
+    atomic_save(path, lambda tmp: torch.save(obj, tmp))

@@ -140,6 +140,19 @@ class Recipe(_Strict):
         from polypseg.models import build_model
 
         depth = int(self.model.args.get("depth", 4))
+        if self.model.args.get("deep_supervision"):
+            heads = min(depth, 4) - 1  # auxiliary heads of polypseg.models.UNet (levels 1 .. 3)
+            if heads < 1:
+                raise ValueError(
+                    f"model.args.deep_supervision needs depth >= 2 (depth {depth} has no coarser decoder level "
+                    "to supervise); raise depth or turn deep supervision off"
+                )
+            if len(self.loss.deep_supervision_weights) < heads:
+                raise ValueError(
+                    f"loss.deep_supervision_weights has {len(self.loss.deep_supervision_weights)} weight(s) but a "
+                    f"depth-{depth} model has {heads} auxiliary heads: give one weight per head (e.g. "
+                    f"{[0.5 ** (i + 1) for i in range(heads)]}), or the heads without one stay untrained"
+                )
         if self.data.size % 2**depth:
             from polypseg.models import nearest_valid_size
 

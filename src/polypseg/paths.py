@@ -24,6 +24,10 @@ from pathlib import Path
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "lr", "seconds")
 
 
+#: A file ``polypseg demo`` writes into its run folder: only a folder holding it is removed by a later demo.
+DEMO_MARKER = ".polypseg-demo"
+
+
 def cache_root() -> Path:
     """``$POLYPSEG_CACHE`` if set, else ``~/.cache/polypseg`` (decoded arrays, the synthetic set)."""
     env = os.environ.get("POLYPSEG_CACHE")

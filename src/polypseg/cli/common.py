@@ -43,6 +43,24 @@ def labels(text: str | None) -> list[int] | None:
         raise  # unreachable: _fail exits
 
 
+def check_threshold(value: float | None) -> float | None:
+    """A ``--threshold`` value (or None: the checkpoint's own), checked to lie strictly between 0 and 1.
+
+    Usable as a Typer option ``callback``. A probability threshold of 0 or below marks every pixel as polyp
+    and one of 1 or above none, so such a value is a mistake, not a setting.
+
+    Raises:
+        typer.BadParameter: the value is outside (0, 1); Typer prints it and exits with code 2.
+    """
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(
+            f"a threshold must lie strictly between 0 and 1, in (0, 1), got {value}; "
+            "leave it out to use the checkpoint's own threshold",
+            param_hint="'--threshold'",
+        )
+    return value
+
+
 def fail(exc: Exception) -> None:
     console.print("[bold red]error:[/] ", end="")
     console.print(str(exc), markup=False, soft_wrap=True)

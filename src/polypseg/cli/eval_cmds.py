@@ -8,48 +8,74 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import app, console, fail, print_summary
+from polypseg.cli.common import app, check_threshold, console, fail, labels, print_summary
 
 
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    run: Annotated[Path, typer.Argument(help="Run folder, checkpoint file or .onnx file.")],
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
-    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval/SPLIT).")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Override the checkpoint's threshold.")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="train, val, test or all (default: the run's test split, or external data whole)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval/SPLIT or RUN/eval/NAME).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the checkpoint's threshold (0 < t < 1).", callback=check_threshold)
+    ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
+    layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write report.html with figures.")] = False,
 ) -> None:
-    """Score a model at each image's original resolution; writes per_image.csv and summary.json."""
+    """Score a model at each image's original resolution; writes per_image.csv and summary.json.
+
+    The run's own data is scored on its split.json split; data that shares no image with the run's
+    training and validation images is an external set, scored whole; a mix is refused."""
     from polypseg.data.errors import DataError
     from polypseg.evaluation.evaluate import evaluate as run_eval
 
     try:
-        res = run_eval(run, data or None, split, out, threshold, tta)
+        res = run_eval(run, data or None, split, out, threshold, tta, layout)
+        print_summary(res.summary, res.summary["selection"]["note"])
+        console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
+        if report:
+            from polypseg.report import make_report
+
+            path = make_report(run, res.summary["split"], res.out_dir, data or None, layout, log=console.print)
+            console.print(f"report: {path}")
     except (DataError, FileNotFoundError, ValueError) as exc:
         fail(exc)
-    print_summary(res.summary, f"{split} split")
-    console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
-    if report:
-        from polypseg.report import make_report
-
-        console.print(f"report: {make_report(run, split, res.out_dir, data or None)}")
 
 
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
     split: Annotated[str, typer.Option(help="The evaluated split to report on.")] = "test",
-    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", "-d", help="Data (default: the evaluated data, else the run's)."),
+    ] = None,
+    layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
+    foreground_labels: Annotated[
+        str | None,
+        typer.Option(help="Mask labels that count as polyp, e.g. '1,2' (default: the checkpoint's recipe's)."),
+    ] = None,
 ) -> None:
-    """Write a self-contained report.html (figures embedded) for an evaluated split; evaluates first
-    if needed."""
+    """Write a self-contained report.html (figures embedded) for an evaluated split. Evaluates first when
+    the split has no evaluation yet or its evaluation is of other data than --data (and says so)."""
     from polypseg.data.errors import DataError
     from polypseg.report import make_report
 
     try:
-        path = make_report(run, split, None, data or None)
+        path = make_report(
+            run,
+            split,
+            None,
+            data or None,
+            layout=layout,
+            foreground_labels=labels(foreground_labels),
+            log=lambda msg: console.print(msg, markup=False, soft_wrap=True),
+        )
     except (DataError, FileNotFoundError, ValueError) as exc:
         fail(exc)
     console.print(f"report: {path}")
@@ -75,7 +101,8 @@ def compare(
         r = compare_evals(a, b, split, metric)
     except (FileNotFoundError, ValueError) as exc:
         fail(exc)
-    table = Table(title=f"{metric}, {r.n_images} images, B - A")
+    direction = "higher" if r.higher_is_better else "lower"
+    table = Table(title=f"{metric} ({direction} is better), {r.n_images} images, B - A")
     for col in ("A mean", "B mean", "B - A", f"{r.level:.0%} interval", "p (permutation)", "B / A better / tie"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -87,6 +114,13 @@ def compare(
         f"{r.b_better} / {r.a_better} / {r.ties}",
     )
     console.print(table)
+    verdict = "neither model" if r.favours == "neither" else f"model {r.favours}"
+    console.print(
+        f"{direction} {metric} is better: the mean difference favours {verdict}; B is better on {r.b_better} "
+        f"images, A on {r.a_better}",
+        markup=False,
+        soft_wrap=True,
+    )
     console.print(f"A = {a}\nB = {b}", markup=False, soft_wrap=True)
     if json_out is not None:
         json_out.write_text(json.dumps({"a": str(a), "b": str(b), "split": split, **r.to_dict()}, indent=1))

@@ -9,21 +9,32 @@ import typer
 
 from polypseg.cli.common import DataOpt, app, console, fail, labels, print_summary, quiet_lightning
 
+#: ``train`` options that a resumed run takes from its frozen config.yaml and so refuses to change.
+FROZEN_ON_RESUME = (
+    "--recipe", "--data", "--size", "--batch-size", "--seed", "--precision", "--layout", "--fold",
+    "--group-regex", "--group-csv", "--foreground-labels", "--init", "--init-partial", "--logger",
+)  # fmt: skip
+
 
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
     data: DataOpt = None,  # type: ignore[assignment]
-    recipe: Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")] = "quick",
-    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file (default: quick).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="The recipe's epochs (with --resume: the new total).")] = None,
     size: Annotated[int | None, typer.Option(help="Override the training image size (pixels).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     precision: Annotated[
         str | None, typer.Option(help="Override precision: auto, 32, bf16 or 16 (Lightning names accepted).")
     ] = None,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes of training.")] = None,
-    devices: Annotated[int, typer.Option(help="Processes (CPU) or GPUs; >1 uses DDP.")] = 1,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Total training-time budget in minutes (with --resume: the new total).")
+    ] = None,
+    devices: Annotated[int, typer.Option(help="Processes (CPU) or GPUs per node; >1 uses DDP.")] = 1,
+    num_nodes: Annotated[int, typer.Option(help="Machines (torchrun or SLURM start the processes).")] = 1,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")] = False,
     layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
@@ -42,6 +53,10 @@ def train(
     init_partial: Annotated[
         bool, typer.Option("--init-partial", help="With --init: copy only the tensors whose name and shape fit.")
     ] = False,
+    logger: Annotated[
+        list[str] | None,
+        typer.Option("--logger", help="Also log to tensorboard or mlflow (extras; metrics.csv is always written)."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     tune: Annotated[bool, typer.Option(help="Tune the threshold on validation after training.")] = True,
 ) -> None:
@@ -52,11 +67,20 @@ def train(
     from polypseg.training.finetune import InitWeightsError
 
     quiet_lightning()
+    given = [recipe, data, size, batch_size, seed, precision, layout, fold, group_regex, group_csv,
+             foreground_labels, init, init_partial or None, logger]  # fmt: skip
     try:
         rec = None
-        if not resume and not data:
+        if resume:
+            changed = [name for name, value in zip(FROZEN_ON_RESUME, given, strict=True) if value]
+            if changed:
+                fail(ValueError(
+                    f"--resume continues the run with its frozen config.yaml; {', '.join(changed)} cannot change "
+                    "on resume (only --epochs and --max-minutes extend a run): drop them, or train into a new --out"
+                ))  # fmt: skip
+        elif not data:
             fail(ValueError("give --data (or --resume to continue a run)"))
-        if not resume:
+        else:
             overrides = {
                 "epochs": epochs,
                 "data.size": size,
@@ -70,24 +94,24 @@ def train(
                 "init_weights": str(init) if init else None,
                 "init_strict": False if init_partial else None,
             }
-            rec = load_recipe(recipe, overrides)
+            rec = load_recipe(recipe or "quick", overrides)
         result = fit(
             rec,
             data or [],
             out,
             resume=resume,
             devices=devices,
+            num_nodes=num_nodes,
             accelerator=accelerator,
             max_minutes=max_minutes,
             layout=layout,
             progress=progress,
             epochs=epochs if resume else None,
+            loggers=logger or (),
         )
-    except (RecipeError, DataError, RunFolderError, FileNotFoundError, InitWeightsError) as exc:
+    except (RecipeError, DataError, RunFolderError, FileNotFoundError, InitWeightsError, ValueError) as exc:
         fail(exc)
-    from polypseg.training.fit import _is_ddp_child
-
-    if tune and not _is_ddp_child():
+    if tune and result.is_global_zero:
         sw = _tune(out)
         console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
     console.print(
@@ -96,10 +120,10 @@ def train(
     )
 
 
-def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0):
+def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0, tta: bool = False):
     from polypseg.evaluation.tune import tune_threshold
 
-    return tune_threshold(run, data or None, beta)
+    return tune_threshold(run, data or None, beta, tta=tta)
 
 
 @app.command()
@@ -107,12 +131,13 @@ def tune(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
     beta: Annotated[float, typer.Option(help="Maximise mean F-beta (1 = Dice; >1 favours recall).")] = 1.0,
+    tta: Annotated[bool, typer.Option("--tta", help="Tune for flip test-time augmentation (stored with it).")] = False,
 ) -> None:
-    """Choose the decision threshold on the VALIDATION split and store it in the checkpoint."""
+    """Choose the decision threshold on the run's VALIDATION images and store it in the checkpoint."""
     from polypseg.data.errors import DataError
 
     try:
-        sw = _tune(run, data, beta)
+        sw = _tune(run, data, beta, tta)
     except (DataError, FileNotFoundError, ValueError) as exc:
         fail(exc)
     i = int(abs(sw.thresholds - sw.best).argmin())
@@ -139,15 +164,24 @@ def demo(
     from polypseg.data.sources import discover
     from polypseg.evaluation.evaluate import evaluate as run_eval
     from polypseg.inference.predict import predict as run_predict
+    from polypseg.paths import DEMO_MARKER
     from polypseg.report import make_report
     from polypseg.training import fit
 
     quiet_lightning()
-    if out.exists():
+    marker = out / DEMO_MARKER
+    if out.exists() and any(out.iterdir()):
+        if not marker.exists():
+            fail(FileExistsError(
+                f"{out} exists and was not made by 'polypseg demo' (no {DEMO_MARKER} in it): nothing was removed. "
+                "Choose another --out, or remove the folder yourself"
+            ))  # fmt: skip
         console.print(f"removing the previous demo run in {out}")
         shutil.rmtree(out)
     data = [f"synthetic:n={n},size={size}"]
     console.rule("1/3 training (recipe 'quick' on the synthetic set)")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by 'polypseg demo': a later 'polypseg demo --out' may remove this folder\n")
     result = fit(load_recipe("quick", {"epochs": epochs}), data, out)
     sw = _tune(out)
     console.print(f"threshold tuned on the validation split: {sw.best:.3f}")

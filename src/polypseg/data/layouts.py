@@ -4,7 +4,10 @@ Layouts understood (auto-detected in the order of :data:`LAYOUTS`; force one wit
 
 - ``npz``: a MedSegBench file ``X.npz`` with ``{split}_images`` (N, H, W, 3) or (N, H, W) uint8 and
   ``{split}_label`` (N, H, W) in {0, 1}, for any of the splits train / val / test present.
-- ``split-folders``: ``PATH/{train,val,test}/`` (``validation`` counts as val), each a pair folder.
+- ``split-folders``: ``PATH/{train,val,test}/`` (``validation`` and ``valid`` count as val), each a pair
+  folder; ids carry the split (``"<source>/<split>/<stem>"``), so ``train/0.png`` and ``test/0.png`` may
+  coexist. Another sub-folder holding a pair folder is a problem (rename it to a split name); other
+  sub-folders are named in a warning.
 - ``pranet``: ``PATH/TrainDataset/{image,mask}`` (train) and ``PATH/TestDataset/<set>/{images,masks}``
   (test; each set is its own source).
 - ``polypgen``: ``PATH/images_C1 .. images_C6`` with ``masks_C1 ..`` (``<stem>_mask.jpg``); the centre
@@ -59,7 +62,11 @@ def _list_images(folder: Path) -> list[Path]:
     return files
 
 
-def _pair(image_dir: Path, mask_dir: Path, source: str, split: str | None, problems: Problems) -> list[Sample]:
+def _pair(
+    image_dir: Path, mask_dir: Path, source: str, split: str | None, problems: Problems, prefix: str | None = None
+) -> list[Sample]:
+    """Samples of the stems found in both folders, with ids ``"<prefix>/<stem>"`` (``prefix`` defaults to
+    ``source``); every unmatched or duplicate file is appended to ``problems``."""
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
     for p in _list_images(image_dir):
@@ -76,7 +83,7 @@ def _pair(image_dir: Path, mask_dir: Path, source: str, split: str | None, probl
     if not images:
         problems.append(f"{image_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
     return [
-        Sample(id=f"{source}/{stem}", image=images[stem], mask=masks[stem], source=source, split=split)
+        Sample(id=f"{prefix or source}/{stem}", image=images[stem], mask=masks[stem], source=source, split=split)
         for stem in sorted(set(images) & set(masks))
     ]
 
@@ -105,14 +112,53 @@ def _plain_pairs(path: Path, problems: Problems) -> list[Sample] | None:
     return None if dirs is None else _pair(*dirs, path.name, None, problems)
 
 
+def pair_subfolders(path: Path) -> list[Path]:
+    """The sub-folders of ``path`` (hidden ones skipped) that hold an image folder and a mask folder."""
+    if not path.is_dir():
+        return []
+    return [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".") and _pair_dirs(p)]
+
+
 def _split_folders(path: Path, problems: Problems) -> list[Sample] | None:
-    present = [(p, SPLIT_ALIASES[p.name]) for p in sorted(path.iterdir()) if p.name in SPLIT_ALIASES and p.is_dir()]
-    present = [(p, s) for p, s in present if _pair_dirs(p) is not None]
+    """``PATH/{train,val,test}/`` pair folders; sample ids are ``"<source>/<split>/<stem>"``.
+
+    Detected when at least one sub-folder named like a split holds a pair layout. Then any other
+    sub-folder holding a pair layout is a problem (its name is not a split name), and sub-folders
+    holding no pair layout are named in a warning.
+    """
+    if not path.is_dir():
+        return None
+    subs = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    present = [(p, SPLIT_ALIASES[p.name]) for p in subs if p.name in SPLIT_ALIASES and _pair_dirs(p)]
     if not present:
         return None
+    accepted = "train, val (or validation, valid), test"
+    ignored = []
+    for p in subs:
+        if p.name in SPLIT_ALIASES and _pair_dirs(p):
+            continue
+        if _pair_dirs(p):
+            problems.append(
+                f"{p}: holds an image folder and a mask folder, but {p.name!r} is not a split name; "
+                f"rename it to one of {accepted}, or move it out of {path}"
+            )
+        else:
+            ignored.append(p.name)
+    if ignored:
+        warnings.warn(
+            f"{path}: ignored sub-folder(s) holding no image folder + mask folder: {', '.join(ignored)} "
+            f"(a split folder needs e.g. images/ and masks/ inside; split names: {accepted})",
+            stacklevel=3,
+        )
     out: list[Sample] = []
+    seen: dict[str, Path] = {}
     for folder, split in present:
-        out += _pair(*_pair_dirs(folder), path.name, split, problems)  # type: ignore[misc]
+        if split in seen:
+            problems.append(f"{seen[split]} and {folder} both name the split {split!r}; merge them or rename one")
+            continue
+        seen[split] = folder
+        image_dir, mask_dir = _pair_dirs(folder)  # type: ignore[misc]
+        out += _pair(image_dir, mask_dir, path.name, split, problems, prefix=f"{path.name}/{split}")
     return out
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from polypseg.data.errors import DataError
-from polypseg.data.io import ReadNotes, mask_to_binary, read_pair
-from polypseg.data.layouts import LAYOUTS, Problems
+from polypseg.data.io import MASK_THRESHOLD, ReadNotes, mask_to_binary, read_pair
+from polypseg.data.layouts import LAYOUTS, Problems, pair_subfolders
 from polypseg.data.sample import SPLITS, Sample
 
 __all__ = ["SPLITS", "Sample", "discover", "discover_all", "read_sample"]
@@ -46,7 +46,7 @@ def read_sample(sample: Sample, notes: ReadNotes | None = None) -> tuple[np.ndar
         np.asarray(lab).astype(np.uint8), f"{sample.id} in {sample.image}", sample.foreground_labels
     )
     if normalised and notes is not None:
-        notes.add(f"{sample.id}: mask values normalised by threshold > 127")
+        notes.add(f"{sample.id}: mask values normalised by threshold > {MASK_THRESHOLD}")
     return np.ascontiguousarray(img), mask
 
 
@@ -96,6 +96,12 @@ def discover(path: str | Path, layout: str | None = None, problems: Problems | N
                 "subfolders holding them, PraNet's TrainDataset/ TestDataset/, PolypGen's images_C1/ "
                 "masks_C1/, or a MedSegBench .npz file"
             )
+            named = [sub.name for sub in pair_subfolders(root)]
+            if named:
+                found_problems.append(
+                    f"{root}: the sub-folder(s) {', '.join(named)} hold images and masks; for predefined splits "
+                    "name them train, val (or validation, valid) and test"
+                )
     if problems is not None:
         problems += found_problems
     elif found_problems:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polypseg.atomic import atomic_write_text
 from polypseg.data.errors import DataError
 from polypseg.data.sample import SPLITS, Sample
 
@@ -93,18 +94,50 @@ def make_split(
 
 
 def write_split(path: Path, split: dict[str, list[str]], meta: dict) -> None:
-    """Write ``split.json`` (atomically)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**meta, "splits": split}, indent=1))
-    tmp.replace(path)
+    """Write ``split.json`` (atomically): ``meta`` (seed, data, fingerprints) and ``splits``."""
+    atomic_write_text(path, json.dumps({**meta, "splits": split}, indent=1))
+
+
+def _legacy_ids(samples: Sequence[Sample]) -> dict[str, str]:
+    """Old id ``"<source>/<stem>"`` -> id ``"<source>/<split>/<stem>"`` for split-folder samples.
+
+    Split-folder ids carry the split since split folders may reuse a file name across splits; run
+    folders made before keep ``split.json`` files with the old form. Old ids that two samples share
+    (impossible in an old run, whose ids had to be unique) are left out.
+    """
+    out: dict[str, str] = {}
+    shared: set[str] = set()
+    for s in samples:
+        head = f"{s.source}/{s.split}/"
+        if s.index is None and s.split is not None and s.id.startswith(head):
+            old = f"{s.source}/{s.id[len(head) :]}"
+            if old in out:
+                shared.add(old)
+            out[old] = s.id
+    return {k: v for k, v in out.items() if k not in shared}
 
 
 def load_split(path: Path, samples: Sequence[Sample]) -> dict[str, list[str]]:
-    """Read ``split.json`` and check that every id in it is among ``samples`` and vice versa."""
+    """Read ``split.json`` and check that every id in it is among ``samples`` and vice versa.
+
+    A ``split.json`` written before split-folder ids carried the split (``"<source>/<stem>"``) is read
+    by mapping those ids to the current ones, when that makes it match the data.
+
+    Returns ``{"train": [ids], "val": [ids], "test": [ids]}``.
+
+    Raises:
+        DataError: the file's ids and the samples differ (names the file and the first ids).
+    """
     data = json.loads(Path(path).read_text())
     split = {k: list(v) for k, v in data["splits"].items()}
     known = {s.id for s in samples}
     listed = {i for ids in split.values() for i in ids}
+    if listed != known:
+        legacy = _legacy_ids(samples)
+        mapped = {k: [legacy.get(i, i) for i in v] for k, v in split.items()}
+        flat = [i for ids in mapped.values() for i in ids]
+        if set(flat) == known and len(flat) == len(known):
+            return mapped
     missing = sorted(listed - known)
     extra = sorted(known - listed)
     if missing or extra:

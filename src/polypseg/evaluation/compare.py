@@ -62,7 +62,8 @@ def compare(a: str | Path, b: str | Path, split: str = "test", metric: str = "di
     """Paired comparison of the per-image ``metric`` of B against A (see :func:`paired_comparison`).
 
     ``a`` and ``b``: run folders (their ``eval/<split>/``), evaluation folders or ``per_image.csv`` files.
-    MAE is lower-is-better: its ``diff`` is still mean(B) - mean(A), so a negative diff favours B.
+    MAE is lower-is-better: its ``diff`` is still mean(B) - mean(A), so a negative diff favours B, and the
+    win counts (``b_better``, ``a_better``) credit the model with the lower error.
 
     Raises:
         FileNotFoundError: an evaluation is missing (the message says which command writes it).

@@ -26,6 +26,7 @@ from polypseg.evaluation.stats import bootstrap_ci
 from polypseg.evaluation.structure import StructureMetrics
 from polypseg.evaluation.threshold import SweepAccumulator
 from polypseg.inference.predictor import Predictor
+from polypseg.paths import RunPaths
 
 EMPTY_RULE = (
     "A ratio whose denominator is zero scores 1.0 if the prediction has no error on that image "
@@ -88,19 +89,24 @@ def _breakdown(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, floa
 def evaluate(
     run_or_ckpt: str | Path,
     data: Sequence[str] | None = None,
-    split: str = "test",
+    split: str | None = None,
     out_dir: str | Path | None = None,
     threshold: float | None = None,
     tta: bool = False,
     layout: str | None = None,
 ) -> EvalResult:
-    """Evaluate a checkpoint (or a run folder's ``best.ckpt``) on one split of the data.
+    """Evaluate a checkpoint (or a run folder's ``best.ckpt``, or an exported ``.onnx``) on data.
+
+    Which images are scored is decided by content (:mod:`polypseg.evaluation.selection`): the run's own
+    data by its ``split.json`` (``test`` by default), data the run never saw as a whole external set,
+    and data partly the run's training images is refused.
 
     Args:
-        run_or_ckpt: run folder or checkpoint file.
+        run_or_ckpt: run folder, checkpoint file or ``.onnx`` file.
         data: ``--data`` arguments; default: the run's own data (from ``config.yaml``).
-        split: "train", "val", "test" or "all".
-        out_dir: where to write; default ``RUN/eval/<split>`` (or ``<ckpt folder>/eval-<split>``).
+        split: "train", "val", "test", "all", or None (the default: see above).
+        out_dir: where to write; default ``RUN/eval/<split>`` for the run's data and
+            ``RUN/eval/<data name>`` for external data (``<ckpt folder>/eval-<name>`` without a run folder).
         threshold: override the checkpoint's threshold (tuned on validation, or the recipe's 0.5).
         tta: flip test-time augmentation.
 
@@ -111,16 +117,17 @@ def evaluate(
         ``by_size`` and ``by_source``.
     """
     ckpt = resolve_checkpoint(run_or_ckpt)
-    run_dir = run_dir_of(ckpt)
-    data = default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
     meta = predictor.meta
+    run_dir = model_run_dir(ckpt, meta)
+    data = default_data(data, run_dir)
     labels = (meta.get("recipe") or {}).get("data", {}).get("foreground_labels")
-    samples = select_samples(
-        discover_all(list(data), layout, foreground_labels=labels), split, run_dir, meta.get("recipe")
-    )
+    selection = select_samples(discover_all(list(data), layout, foreground_labels=labels), split, run_dir)
+    samples = selection.samples
+    used_split = (split or "test") if selection.kind == "run-split" else (split or "all")
+    name = used_split if selection.kind == "run-split" else (split or data_name(data))
     if out_dir is None:
-        out_dir = (run_dir / "eval" / split) if run_dir is not None else ckpt.parent / f"eval-{split}"
+        out_dir = RunPaths(run_dir).eval_dir(name) if run_dir is not None else ckpt.parent / f"eval-{name}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -150,8 +157,12 @@ def evaluate(
     sw = sweep.result()
     summary = {
         "checkpoint": str(ckpt),
-        "split": split,
+        "split": used_split,
+        "name": name,
+        "selection": selection.to_dict(),
         "data": [str(d) for d in data],
+        "layout": layout,
+        "foreground_labels": labels,
         "threshold": thr,
         "threshold_source": "argument" if threshold is not None else meta.get("threshold_source", "recipe"),
         "tta": tta,
@@ -184,6 +195,21 @@ def evaluate(
         w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return EvalResult(out_dir=out, rows=rows, summary=summary)
+
+
+def model_run_dir(ckpt: Path, meta: dict[str, Any]) -> Path | None:
+    """The run folder of a checkpoint, or of the checkpoint an ``.onnx`` file was exported from."""
+    found = run_dir_of(ckpt)
+    source = meta.get("source_checkpoint")
+    if found is None and source and Path(source).exists():
+        found = run_dir_of(Path(source))
+    return found
+
+
+def data_name(data: Sequence[str]) -> str:
+    """A folder name for an evaluation of external ``data``: its sources' names joined by ``+``."""
+    names = [Path(str(d).split(":", 1)[0]).stem or str(d) for d in data]
+    return "+".join(dict.fromkeys(names))
 
 
 def _cross_tuned(sweep: SweepAccumulator, folds: int = 2) -> dict[str, Any] | None:

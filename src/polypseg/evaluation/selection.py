@@ -1,60 +1,172 @@
-"""Which images an evaluation or a threshold tuning scores: the run's own split, or a whole external set."""
+"""Which images an evaluation or a threshold tuning scores, decided by image content, never by name.
+
+- Data the run never saw (no image in common with the run's training and validation images) is an
+  **external** test set: scored whole by default (``--split`` may pick one of its own predefined splits).
+- The run's **own** data (every image among the run's images): the run's ``split.json`` decides.
+- Data **partly** the run's training / validation images and partly not: an error that says how many
+  images are shared and what to do.
+- Tuning only ever uses the run's validation images.
+
+The run's images are known by the content fingerprints that ``split.json`` holds (written by
+``polypseg train``); for run folders made before fingerprints existed they are computed from the run's
+own data (``config.yaml``) when those files still exist. A model without a run folder (a loose
+checkpoint or an ``.onnx`` file whose source run is gone) cannot be checked: its data is scored whole
+and the summary says that overlap was not checked.
+"""
 
 from __future__ import annotations
 
-import warnings
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from polypseg.data.errors import DataError
-from polypseg.data.sample import Sample
-from polypseg.data.split import load_split, make_split
+from polypseg.data.fingerprint import fingerprints
+from polypseg.data.sample import SPLITS, Sample
+from polypseg.data.sources import discover_all
+from polypseg.data.split import load_split
+from polypseg.paths import RunPaths
 
 
-def select_samples(
-    samples: Sequence[Sample], split: str, run_dir: Path | None, recipe: dict[str, Any] | None
-) -> list[Sample]:
-    """The samples of ``split`` ("train", "val", "test" or "all").
+@dataclass
+class Selection:
+    """The chosen samples and where the choice came from (``kind``: ``run-split``, ``external``,
+    ``external-split`` or ``unchecked``), with a sentence for ``summary.json`` and the report."""
 
-    A run's ``split.json`` decides when the data is the run's; otherwise predefined splits, else a
-    seeded split with the recipe's fractions and seed (the same one training made).
+    samples: list[Sample]
+    kind: str
+    note: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "note": self.note, "n_images": len(self.samples)}
+
+
+def run_fingerprints(run_dir: Path) -> dict[str, dict[str, str]]:
+    """``{split: {fingerprint: run sample id}}`` of the run's images, from ``split.json`` (or, for an older
+    run folder, computed from the run's data named in ``config.yaml``).
+
+    Raises:
+        DataError: an older run folder whose data cannot be read any more.
     """
-    if split == "all":
-        return list(samples)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be train, val, test or all, got {split!r}")
-    ids: list[str] | None = None
-    if run_dir is not None and (run_dir / "split.json").exists():
+    run = RunPaths(run_dir)
+    meta = json.loads(run.split.read_text())
+    splits: dict[str, list[str]] = meta["splits"]
+    prints: dict[str, str] | None = meta.get("fingerprints")
+    if prints is None:
+        frozen = yaml.safe_load(run.config.read_text())
         try:
-            ids = load_split(run_dir / "split.json", samples)[split]
-        except DataError:
-            # other data than the run's: its own predefined (or seeded) split applies; say so
-            warnings.warn(
-                f"the data is not the data of {run_dir / 'split.json'}; using the data's own {split!r} split",
-                stacklevel=2,
-            )
-            ids = None
-    if ids is None:
-        data = (recipe or {}).get("data", {})
-        ids = make_split(
-            samples,
-            data.get("val_fraction", 0.15),
-            data.get("test_fraction", 0.15),
-            (recipe or {}).get("seed", 0),
-        )[split]
-    chosen = set(ids)
-    out = [s for s in samples if s.id in chosen]
+            samples = discover_all(frozen["data"], frozen.get("layout"))
+            load_split(run.split, samples)  # the run's data must still be what it was
+        except DataError as exc:
+            raise DataError(
+                f"{run.split} has no image fingerprints (a run folder from before polypseg 0.2) and the run's "
+                "data cannot be read to compute them, so overlap with its training images cannot be checked",
+                [str(exc).splitlines()[0]],
+            ) from None
+        prints = fingerprints(samples)
+        splits = load_split(run.split, samples)  # ids as the data gives them now
+    return {k: {prints[i]: i for i in ids if i in prints} for k, ids in splits.items()}
+
+
+def _with_prints(samples: Sequence[Sample]) -> list[tuple[str, Sample]]:
+    """``(fingerprint, sample)`` per sample, in order (duplicate images stay, each as itself)."""
+    return list(zip(fingerprints(samples).values(), samples, strict=True))
+
+
+def select_samples(samples: Sequence[Sample], split: str | None, run_dir: Path | None) -> Selection:
+    """Choose what to score (see the module docstring).
+
+    Args:
+        samples: the data given (``--data``, or the run's own).
+        split: ``train``, ``val``, ``test``, ``all``, or None: the run's ``test`` split for the run's own
+            data, the whole set for external data.
+        run_dir: the run folder of the model, or None for a model without one.
+
+    Raises:
+        DataError: data partly the run's (with the count of shared images and what to do), a split that
+            is empty, or a split asked of external data that has no such predefined split.
+    """
+    if split is not None and split not in (*SPLITS, "all"):
+        raise ValueError(f"split must be train, val, test or all, got {split!r}")
+    if run_dir is None or not RunPaths(run_dir).split.exists():
+        return _external(samples, split, "unchecked", "the model has no run folder, so overlap with its "
+                         "training images was not checked")  # fmt: skip
+    run = run_fingerprints(run_dir)
+    seen = {**run.get("train", {}), **run.get("val", {})}
+    every = {**seen, **run.get("test", {})}
+    given = _with_prints(samples)
+    shared = [fp for fp, _ in given if fp in seen]
+    own = [fp for fp, _ in given if fp in every]
+    if not shared:
+        kind = "external"
+        note = "shares no image with the run's training and validation images"
+        if own:
+            note += f" ({len(own)} of its {len(given)} images are the run's own test images)"
+        return _external(samples, split, kind, note)
+    if len(own) < len(given):
+        raise DataError(
+            f"{len(shared)} of the {len(given)} images given are among the run's training and validation images "
+            f"and {len(given) - len(own)} are not the run's at all: such a mix scores neither the run's test "
+            "split nor an external set. Evaluate the run's own data (omit --data, or give exactly its data) or "
+            "an external set that shares no image with its training and validation images"
+        )
+    chosen_split = split or "test"
+    if chosen_split == "all":
+        return Selection(list(samples), "run-split", f"the run's own data, all {len(samples)} images")
+    members = run.get(chosen_split, {})
+    out = [s for fp, s in given if fp in members]
     if not out:
-        raise DataError(f"the {split!r} split of this data is empty; choose another --split")
-    return out
+        raise DataError(f"the run's {chosen_split!r} split holds none of these images; choose another --split")
+    out.sort(key=lambda s: s.id)
+    return Selection(out, "run-split", f"the run's {chosen_split!r} split from {RunPaths(run_dir).split}")
+
+
+def _external(samples: Sequence[Sample], split: str | None, kind: str, note: str) -> Selection:
+    """An external set: whole, or one of its own predefined splits when ``split`` names one."""
+    if split in (None, "all"):
+        return Selection(list(samples), kind, f"external data, scored whole: {note}")
+    out = [s for s in samples if s.split == split]
+    if not out:
+        raise DataError(
+            f"--split {split}: this external data has no predefined {split!r} split (no {split}/ folder or "
+            f"{split}_images array) and polypseg never cuts a new split of it; omit --split to score it whole"
+        )
+    return Selection(out, "external-split", f"the data's own predefined {split!r} split: {note}")
+
+
+def validation_samples(samples: Sequence[Sample], run_dir: Path | None) -> Selection:
+    """The run's validation images among ``samples``, for threshold tuning (never any other image).
+
+    Raises:
+        DataError: no run folder, or none of the run's validation images are in the data.
+    """
+    if run_dir is None or not RunPaths(run_dir).split.exists():
+        raise DataError(
+            "threshold tuning needs the run folder's split.json (the run's validation images): give the run "
+            "folder or a checkpoint inside it"
+        )
+    val = run_fingerprints(run_dir).get("val", {})
+    out = sorted((s for fp, s in _with_prints(samples) if fp in val), key=lambda s: s.id)
+    if not out:
+        raise DataError(
+            f"none of the run's {len(val)} validation images are in the data given: tune on the run's own data "
+            "(omit --data); a threshold is never tuned on other images"
+        )
+    note = f"the run's validation images ({len(out)} of {len(val)} found in the data)"
+    return Selection(out, "run-split", note)
 
 
 def default_data(data: Sequence[str] | None, run_dir: Path | None) -> Sequence[str]:
+    """``data`` if given, else the run's own data sources from its ``config.yaml``.
+
+    Raises:
+        ValueError: no data given and no run folder to take them from.
+    """
     if data:
         return data
     if run_dir is None:
         raise ValueError("give --data: the checkpoint is not inside a run folder that names its data")
-    return yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    return yaml.safe_load(RunPaths(run_dir).config.read_text())["data"]

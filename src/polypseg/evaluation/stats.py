@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 CHUNK = 256  # resamples drawn at once: bounds memory at CHUNK x n indices
+#: Per-image metrics where a lower score is the better one (an error, not an overlap).
+LOWER_IS_BETTER = frozenset({"mae"})
 
 
 def bootstrap_ci(
@@ -44,7 +46,10 @@ def bootstrap_ci(
 @dataclass
 class PairedComparison:
     """Model B against model A on the same images. ``diff`` = mean(B) - mean(A); ``ci`` its bootstrap
-    interval; ``p_value`` two-sided, from a sign-flip permutation test of the per-image differences."""
+    interval; ``p_value`` two-sided, from a sign-flip permutation test of the per-image differences.
+
+    ``b_better`` / ``a_better`` count the images where that model scores *better*: higher, or lower when
+    ``higher_is_better`` is False (MAE), so a negative ``diff`` favours B for such a metric."""
 
     metric: str
     n_images: int
@@ -55,12 +60,21 @@ class PairedComparison:
     ci_high: float
     level: float
     p_value: float
-    b_better: int  # images where B scores higher
+    b_better: int  # images where B scores better (higher; lower for a lower-is-better metric)
     a_better: int
     ties: int
+    higher_is_better: bool = True
+
+    @property
+    def favours(self) -> str:
+        """``"B"``, ``"A"`` or ``"neither"``: whose mean is the better one for this metric."""
+        if self.diff == 0:
+            return "neither"
+        return "B" if (self.diff > 0) == self.higher_is_better else "A"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, plus ``favours`` (whose mean is better)."""
+        return {**asdict(self), "favours": self.favours}
 
 
 def paired_comparison(
@@ -71,8 +85,12 @@ def paired_comparison(
     n_resamples: int = 2000,
     n_permutations: int = 10000,
     seed: int = 0,
+    higher_is_better: bool | None = None,
 ) -> PairedComparison:
     """Compare two models scored on the same images (``a[i]`` and ``b[i]`` belong to image ``i``).
+
+    ``higher_is_better``: the metric's direction; default: False for :data:`LOWER_IS_BETTER` metrics
+    (MAE), True otherwise. It decides which model the per-image win counts credit, never ``diff``.
 
     The test: under "no difference" each per-image difference is as likely to have either sign, so the
     p-value is the share of random sign flips whose mean difference is at least as far from 0 as the
@@ -93,6 +111,8 @@ def paired_comparison(
         signs = rng.integers(0, 2, size=(k, d.size)) * 2 - 1
         hits += int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
     low, high = bootstrap_ci(d, level, n_resamples, seed)
+    higher = metric not in LOWER_IS_BETTER if higher_is_better is None else higher_is_better
+    gain = d if higher else -d  # > 0 where B is the better one
     return PairedComparison(
         metric=metric,
         n_images=int(d.size),
@@ -103,7 +123,8 @@ def paired_comparison(
         ci_high=high,
         level=level,
         p_value=(1 + hits) / (1 + n_permutations),
-        b_better=int((d > 0).sum()),
-        a_better=int((d < 0).sum()),
+        b_better=int((gain > 0).sum()),
+        a_better=int((gain < 0).sum()),
         ties=int((d == 0).sum()),
+        higher_is_better=higher,
     )

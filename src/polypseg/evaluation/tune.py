@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from polypseg.atomic import atomic_write_text
 from polypseg.checkpoint import resolve_checkpoint, run_dir_of, update_checkpoint_meta
 from polypseg.data.sources import discover_all
 from polypseg.evaluation.evaluate import iter_predictions
-from polypseg.evaluation.selection import default_data, select_samples
+from polypseg.evaluation.selection import default_data, validation_samples
 from polypseg.evaluation.threshold import SweepAccumulator, ThresholdSweep
 from polypseg.inference.predictor import Predictor
+from polypseg.paths import RunPaths
 
 
 def tune_threshold(
@@ -21,33 +23,43 @@ def tune_threshold(
     data: Sequence[str] | None = None,
     beta: float = 1.0,
     layout: str | None = None,
+    tta: bool = False,
 ) -> ThresholdSweep:
-    """Choose the threshold that maximises mean per-image F-beta (Dice for beta 1) on the
-    **validation** split, and store it in the checkpoint (``threshold``, ``threshold_source``).
+    """Choose the threshold that maximises mean per-image F-beta (Dice for beta 1) on the run's
+    **validation** images (never any other image: see :func:`validation_samples`), and store it in the
+    checkpoint (``threshold``, ``threshold_source``, ``threshold_tta``).
 
-    Also writes ``RUN/threshold.json`` with the whole sweep when the checkpoint is in a run folder.
+    Args:
+        tta: tune the probabilities of flip test-time augmentation (for evaluate / predict ``--tta``).
+
+    Also writes ``RUN/threshold.json`` with the whole sweep.
+
+    Raises:
+        DataError: no run folder, or the data holds none of the run's validation images.
     """
     ckpt = resolve_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(ckpt)
     data = default_data(data, run_dir)
-    predictor = Predictor.from_checkpoint(ckpt, threshold=0.5)
+    predictor = Predictor.from_checkpoint(ckpt, threshold=0.5, tta=tta)
     recipe = predictor.meta.get("recipe") or {}
     labels = recipe.get("data", {}).get("foreground_labels")
-    samples = select_samples(discover_all(list(data), layout, foreground_labels=labels), "val", run_dir, recipe)
+    samples = validation_samples(discover_all(list(data), layout, foreground_labels=labels), run_dir).samples
     acc = SweepAccumulator(beta=beta)
     for _s, _image, gt, prob in iter_predictions(predictor, samples):
         acc.add(prob, gt)
     sw = acc.result()
-    source = f"tuned on val ({len(samples)} images, max mean F{beta:g})"
-    update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source)
+    source = f"tuned on val ({len(samples)} images, max mean F{beta:g}{', flip TTA' if tta else ''})"
+    update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source, threshold_tta=tta)
     if run_dir is not None:
         i = int(np.argmin(np.abs(sw.thresholds - sw.best)))
         j = int(np.argmin(np.abs(sw.thresholds - 0.5)))
-        (run_dir / "threshold.json").write_text(
+        atomic_write_text(
+            RunPaths(run_dir).threshold,
             json.dumps(
                 {
                     "threshold": sw.best,
                     "source": source,
+                    "tta": tta,
                     "val_mean_dice_at_best": float(sw.dice[i]),
                     "val_mean_dice_at_0.5": float(sw.dice[j]),
                     "thresholds": sw.thresholds.tolist(),
@@ -55,6 +67,6 @@ def tune_threshold(
                     "fbeta": sw.fbeta.tolist(),
                 },
                 indent=1,
-            )
+            ),
         )
     return sw

@@ -34,22 +34,36 @@ def _video_frames(path: Path, info: dict) -> Iterator[np.ndarray]:
         cap.release()
 
 
-def predict_video(predictor: Predictor, path: Path, out_dir: Path) -> tuple[Path, Path, float]:
+def unique_stem(stem: str, used: set[str]) -> str:
+    """``stem``, or the first of ``stem_2``, ``stem_3``, ... not in ``used``; the name returned is added to it.
+
+    Deterministic: the same inputs in the same order always get the same names.
+    """
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return name
+
+
+def predict_video(predictor: Predictor, path: Path, out_dir: Path, stem: str | None = None) -> tuple[Path, Path, float]:
     """Segment every frame of a video, in batches.
 
     Writes ``<stem>_overlay.mp4`` (prediction outlined and tinted, at the video's frame rate) and
-    ``<stem>_frames.csv`` (per frame: predicted polyp area fraction and whether any polyp was found).
-    Returns ``(video path, csv path, frames per second achieved)``.
+    ``<stem>_frames.csv`` (per frame: predicted polyp area fraction and whether any polyp was found);
+    ``stem`` defaults to the video's file stem. Returns ``(video path, csv path, frames per second achieved)``.
     """
+    stem = stem or path.stem
     info: dict = {}
     frames = _video_frames(path, info)
     first = next(frames, None)
     if first is None:
         raise DataError(f"video {path} has no frames")
     h, w = first.shape[:2]
-    video_out = out_dir / f"{path.stem}_overlay.mp4"
+    video_out = out_dir / f"{stem}_overlay.mp4"
     writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (w, h))
-    csv_out = out_dir / f"{path.stem}_frames.csv"
+    csv_out = out_dir / f"{stem}_frames.csv"
     t0 = time.perf_counter()
     n = 0
     with csv_out.open("w", newline="") as fh:
@@ -96,6 +110,9 @@ def predict(
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (0 / 255, at the input's size) and ``<stem>_overlay.png`` per image.
 
+    Inputs sharing a file stem never overwrite each other: the first keeps ``<stem>``, the later ones get
+    ``<stem>_2``, ``<stem>_3``, ... (the first such name not yet used), in input order.
+
     ``precision``: ``auto`` (default: bf16 autocast where the device has native bf16 units), ``32``, ``bf16``, ``16``.
 
     Videos (``.mp4``, ``.avi``, ...) give an overlay video and a per-frame CSV (:func:`predict_video`).
@@ -111,12 +128,12 @@ def predict(
     written = []
     images = (read_image(path) for path in files)  # read as the predictor's batches need them
     for path, (image, mask) in zip(files, predictor.frames_and_masks(images), strict=True):
-        stem = path.stem if path.stem not in used else f"{path.parent.name}_{path.stem}"
-        used.add(stem)
+        stem = unique_stem(path.stem, used)
         mask_path = out / f"{stem}_mask.png"
         cv2.imwrite(str(mask_path), mask * 255)
         cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
         written.append(mask_path)
+    used_videos: set[str] = set()  # their files (_overlay.mp4, _frames.csv) cannot clash with the images'
     for video in videos:
-        written.append(predict_video(predictor, video, out)[1])
+        written.append(predict_video(predictor, video, out, unique_stem(video.stem, used_videos))[1])
     return written

@@ -7,17 +7,17 @@ import csv
 import html
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from polypseg.checkpoint import resolve_checkpoint, run_dir_of
-from polypseg.data.sources import discover_all
 from polypseg.evaluation.metrics import METRIC_NAMES
-from polypseg.inference.predictor import Predictor
 from polypseg.report import figures
 from polypseg.report.findings import derive_findings
+from polypseg.report.inputs import report_inputs
 from polypseg.report.overlays import render_cases
 
 #: Test figures of the original student report (seed recipe), as quoted in the project brief: its
@@ -64,13 +64,18 @@ def make_report(
     run_or_ckpt: str | Path,
     split: str = "test",
     eval_dir: str | Path | None = None,
-    data: list[str] | None = None,
+    data: Sequence[str] | None = None,
+    layout: str | None = None,
+    foreground_labels: Sequence[int] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Write ``report.html`` and its PNG figures into the evaluation folder; returns the HTML path.
 
-    Runs :func:`polypseg.evaluation.evaluate` first when the folder has no ``summary.json``.
+    Reuses the folder's ``summary.json`` only when it is of ``data`` (default: the data it records) read with
+    ``layout``; otherwise runs :func:`polypseg.evaluation.evaluate` first and says why through ``log`` (see
+    :func:`polypseg.report.inputs.report_inputs`). ``foreground_labels`` default to the checkpoint's recipe's,
+    the labels evaluation scores with.
     """
-    from polypseg.evaluation.evaluate import evaluate
     from polypseg.paths import read_metrics
 
     ckpt = resolve_checkpoint(run_or_ckpt)
@@ -78,9 +83,8 @@ def make_report(
     if eval_dir is None:
         eval_dir = (run_dir / "eval" / split) if run_dir is not None else ckpt.parent / f"eval-{split}"
     eval_dir = Path(eval_dir)
-    if not (eval_dir / "summary.json").exists():
-        evaluate(ckpt, data, split, eval_dir)
-    summary = json.loads((eval_dir / "summary.json").read_text())
+    inputs = report_inputs(ckpt, split, eval_dir, data, layout, foreground_labels, log)
+    summary = inputs.summary
     rows = _read_rows(eval_dir / "per_image.csv")
     fig_dir = eval_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
@@ -110,9 +114,7 @@ def make_report(
         )
     )
 
-    predictor = Predictor.from_checkpoint(ckpt, threshold=summary["threshold"], tta=summary.get("tta", False))
-    samples = discover_all(summary["data"])
-    cases = render_cases(predictor, samples, rows, fig_dir / "cases")
+    cases = render_cases(inputs.predictor, inputs.samples, rows, fig_dir / "cases")
     findings = derive_findings(summary, train_rows)
     recipe_name = summary.get("recipe") or ""
     m, pooled, half = (

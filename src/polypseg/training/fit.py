@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import yaml
 
+from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe
 from polypseg.data.datamodule import SegDataModule
+from polypseg.data.fingerprint import fingerprints
 from polypseg.data.groups import apply_groups
 from polypseg.data.sources import discover_all
 from polypseg.data.split import load_split, make_split, write_split
 from polypseg.device import device_type, lightning_precision, resolve_precision
-from polypseg.paths import read_metrics
+from polypseg.paths import DEMO_MARKER, RunPaths, read_metrics
 from polypseg.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from polypseg.training.budget import TrainingBudget
 from polypseg.training.env import env_info
 from polypseg.training.finetune import read_init_weights
 from polypseg.training.module import SegModule
@@ -40,18 +45,77 @@ class RunResult:
     best_val_dice: float
     best_epoch: int
     epochs_done: int
+    is_global_zero: bool = True  #: this process is global rank 0 (it alone tunes, evaluates, reports)
 
     @property
     def best_ckpt(self) -> Path:
-        return self.run_dir / "checkpoints" / "best.ckpt"
+        return RunPaths(self.run_dir).checkpoint("best")
 
     @property
     def last_ckpt(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.ckpt"
+        return RunPaths(self.run_dir).checkpoint("last")
 
 
-def _is_ddp_child() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+#: Experiment loggers besides metrics.csv (always written): Lightning's own, each an optional extra.
+LOGGERS = ("csv", "tensorboard", "mlflow")
+#: What a run folder may hold before its first checkpoint; such a folder (a run that failed early) can
+#: be started again without --resume.
+_EARLY_FILES = {"config.yaml", "split.json", "env.json", "metrics.csv", "checkpoints", "tensorboard", "mlruns"}
+
+
+def _build_loggers(names: Sequence[str], run_dir: Path) -> list[Any]:
+    """Lightning loggers writing into the run folder: ``tensorboard/`` and ``mlruns/`` (a local MLflow store)."""
+    unknown = sorted(set(names) - set(LOGGERS))
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
+    out: list[Any] = []
+    try:
+        if "tensorboard" in names:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            out.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+        if "mlflow" in names:
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            uri = (run_dir / "mlruns").resolve().as_uri()
+            out.append(MLFlowLogger(experiment_name="polypseg", run_name=run_dir.name, tracking_uri=uri))
+    except ModuleNotFoundError as exc:
+        extra = "tensorboard" if "tensorboard" in str(exc) else "mlflow"
+        raise ValueError(f"--logger {extra} needs the '{extra}' extra: pip install -e '.[{extra}]'") from None
+    return out
+
+
+def _prepare_folder(run: RunPaths, resume: bool) -> None:
+    """Refuse to mix runs: a new run needs an empty folder, or one whose earlier run stopped before its
+    first checkpoint (its files are removed and the run starts again); resume needs ``last.ckpt``."""
+    if resume:
+        if not run.checkpoint("last").exists():
+            raise RunFolderError(
+                f"nothing to resume: {run.checkpoint('last')} does not exist "
+                f"(start the run again without --resume, or check --out)"
+            )
+        return
+    if not run.root.exists() or not any(run.root.iterdir()):
+        return
+    names = {p.name for p in run.root.iterdir()} - {DEMO_MARKER}
+    has_ckpt = any(run.checkpoints.glob("*.ckpt")) if run.checkpoints.is_dir() else False
+    if names <= _EARLY_FILES and not has_ckpt:
+        for name in names:
+            target = run.root / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return
+    raise RunFolderError(f"{run.root} already holds files; pass --resume to continue that run or choose a new --out")
+
+
+def _frozen_config(recipe: Recipe, data: Sequence[str], layout: str | None, max_minutes: float | None,
+                   loggers: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "recipe": recipe.model_dump(mode="json"),
+        "data": [str(d) for d in data],
+        "layout": layout,
+        "max_minutes": max_minutes,
+        "loggers": list(loggers),
+    }
 
 
 def fit(
@@ -61,55 +125,73 @@ def fit(
     *,
     resume: bool = False,
     devices: int = 1,
+    num_nodes: int = 1,
     accelerator: str = "auto",
     max_minutes: float | None = None,
     layout: str | None = None,
     progress: bool = True,
     epochs: int | None = None,
+    loggers: Sequence[str] = (),
 ) -> RunResult:
-    """Train a model and fill the run folder ``out_dir`` (see the module docstring).
+    """Train a model and fill the run folder ``out_dir`` (layout: :mod:`polypseg.paths`).
+
+    The data are read, validated and cached before anything is written, so bad data leave no half-made
+    run folder; only global rank 0 (Lightning's rank: torchrun, SLURM or Lightning's own launcher) writes.
 
     Args:
         recipe: the recipe; None only with ``resume=True`` (the run's ``config.yaml`` is used).
         data: ``--data`` arguments (folders, ``synthetic``); several are concatenated.
-        out_dir: the run folder. It must be new or empty unless ``resume`` is set.
-        resume: continue from ``checkpoints/last.ckpt`` with the frozen config and split.
-        devices: number of processes (CPU) or GPUs; above 1 Lightning's DDP is used.
+        out_dir: the run folder. It must be new or empty (or hold a run that stopped before its first
+            checkpoint) unless ``resume`` is set.
+        resume: continue from ``checkpoints/last.ckpt`` with the frozen config and split (exactly: the
+            data order, augmentation and schedules of each epoch depend on (seed, epoch) alone).
+        devices: processes (CPU) or GPUs per node; above 1 (or with ``num_nodes`` > 1) Lightning's DDP.
+        num_nodes: machines taking part (torchrun or SLURM launch every process).
         accelerator: "auto", "cpu", "gpu" (passed to Lightning).
-        max_minutes: wall-clock budget; training stops when it is spent (finished epochs are kept),
-            and warm-up / cosine / poly schedules follow the budget so they complete their decay.
+        max_minutes: the run's total training-time budget in minutes (:mod:`polypseg.training.budget`);
+            frozen in ``config.yaml``, so ``--resume`` keeps it unless a new total is given.
         layout: force a data layout instead of auto-detection.
         progress: show the rich progress bar and model summary.
         epochs: with ``resume``, train up to this many epochs in all (extends a finished run; the
             run's ``config.yaml`` is updated to say so).
+        loggers: extra experiment loggers from :data:`LOGGERS` (``metrics.csv`` is always written).
 
     Raises:
         RunFolderError: ``out_dir`` already holds a run and ``resume`` is not set, or ``resume`` is
             set but there is nothing to resume.
+        DataError: the data cannot be read (nothing is written then).
     """
-    run_dir = Path(out_dir)
-    cfg_path = run_dir / "config.yaml"
-    last = run_dir / "checkpoints" / "last.ckpt"
-    child = _is_ddp_child()
+    run = RunPaths(Path(out_dir))
+    frozen: dict[str, Any] = {}
     if resume:
-        if not last.exists():
-            raise RunFolderError(f"nothing to resume: {last} does not exist")
-        frozen = yaml.safe_load(cfg_path.read_text())
-        if epochs is not None:
+        if run.config.exists():
+            frozen = yaml.safe_load(run.config.read_text())
+        if epochs is not None and frozen:
             frozen["recipe"]["epochs"] = epochs
-            if not child:
-                cfg_path.write_text(yaml.safe_dump(frozen, sort_keys=False))
-        recipe = Recipe.model_validate(frozen["recipe"])
-        data = frozen["data"]
-        layout = frozen.get("layout")
+        if max_minutes is not None:
+            frozen["max_minutes"] = max_minutes
+        if frozen:
+            recipe = Recipe.model_validate(frozen["recipe"])
+            data, layout = frozen["data"], frozen.get("layout")
+            max_minutes, loggers = frozen.get("max_minutes"), frozen.get("loggers", [])
     elif recipe is None:
         raise ValueError("a recipe is needed unless resume=True")
-    elif not child and run_dir.exists() and any(run_dir.iterdir()):
-        raise RunFolderError(f"{run_dir} already holds files; pass --resume to continue that run or choose a new --out")
-    assert recipe is not None
+    distributed = devices > 1 or num_nodes > 1
+    trainer_kwargs = {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
+                      "strategy": "ddp" if distributed else "auto"}  # fmt: skip
+    probe = pl.Trainer(**trainer_kwargs, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    rank0 = probe.is_global_zero
+    if rank0:
+        _prepare_folder(run, resume)
+    if recipe is None:
+        raise RunFolderError(f"nothing to resume: {run.config} does not exist")
     if not resume:
         # frozen as absolute paths, so that evaluate / report / resume work from any working directory
         data = [str(Path(d).resolve()) if Path(d).exists() else str(d) for d in data]
+        if recipe.data.group_csv:
+            file, _, column = recipe.data.group_csv.rpartition(":")
+            group_csv = f"{Path(file).resolve()}:{column}" if file else recipe.data.group_csv
+            recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"group_csv": group_csv})})
     init: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
     if recipe.init_weights and not resume:  # a resumed run's weights come from last.ckpt
         recipe = recipe.model_copy(update={"init_weights": str(Path(recipe.init_weights).resolve())})
@@ -123,44 +205,27 @@ def fit(
         recipe.data.group_regex,
         recipe.data.group_csv,
     )
-    split_path = run_dir / "split.json"
-    if split_path.exists():
-        split = load_split(split_path, samples)
+    if run.split.exists():
+        split = load_split(run.split, samples)
     else:
         split = make_split(samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed, recipe.data.fold)
         if not split["val"]:
             raise RunFolderError("the validation split is empty: give val data or set data.val_fraction > 0")
-    if not child and not resume:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        frozen_cfg = {
-            "recipe": recipe.model_dump(mode="json"),
-            "data": [str(d) for d in data],
-            "layout": layout,
-        }
-        cfg_path.write_text(yaml.safe_dump(frozen_cfg, sort_keys=False))
-        write_split(split_path, split, {"seed": recipe.seed, "data": [str(d) for d in data]})
-    env_path = run_dir / "env.json"
-    if not child:
-        # The first session's environment stays on top; each resume is appended under "resumes".
-        if resume and env_path.exists():
-            env = json.loads(env_path.read_text())
-            env.setdefault("resumes", []).append(env_info())
-        else:
-            env = env_info()
-        if init is not None:
-            env["init_weights"] = {"path": recipe.init_weights, **init[1]}
-        env_path.write_text(json.dumps(env, indent=1))
-
     preprocess = {"size": recipe.data.size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     dm = SegDataModule(
-        samples, split, recipe.data.size, recipe.data.batch_size, recipe.data.augment, recipe.data.num_workers
-    )
-    dm.setup("fit")  # build the cache once, before any DDP process starts
-    module = SegModule(recipe, preprocess, time_budget_s=max_minutes * 60 if max_minutes else None)
+        samples, split, recipe.data.size, recipe.data.batch_size, recipe.data.augment, recipe.data.num_workers,
+        seed=recipe.seed,
+    )  # fmt: skip
+    dm.setup("fit")  # read and cache every pair (raising DataError for any bad one) before writing a file
+    if rank0:
+        _write_run_files(run, recipe, data, layout, max_minutes, loggers, split, samples, resume, init)
+
+    budget = TrainingBudget(max_minutes * 60 if max_minutes else None)
+    module = SegModule(recipe, preprocess, budget_fraction=budget.fraction if max_minutes else None)
     if init is not None:
         module.model.load_state_dict(init[0], strict=False)
-    recorder = RunRecorder(run_dir)
-    callbacks: list[pl.Callback] = [recorder]
+    recorder = RunRecorder(run.root)
+    callbacks: list[pl.Callback] = [budget, recorder]  # budget first: it counts the epoch before the save
     if recipe.ema_decay is not None:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
@@ -170,13 +235,10 @@ def fit(
 
         callbacks.append(RichProgressBar(leave=True))
     trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
+        **trainer_kwargs,
         precision=lightning_precision(resolve_precision(recipe.precision, accelerator)),
         max_epochs=recipe.epochs,
-        max_time={"minutes": max_minutes} if max_minutes else None,
-        logger=False,
+        logger=_build_loggers(loggers, run.root) or False,
         callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=progress,
@@ -186,26 +248,55 @@ def fit(
         # CPU runs are bit-reproducible; on CUDA some backward kernels (bilinear up-sampling of the deep
         # supervision heads) have no deterministic version, so there it only warns.
         deterministic=True if device_type(accelerator) == "cpu" else "warn",
-        default_root_dir=str(run_dir),
+        default_root_dir=str(run.root),
     )
+    last = run.checkpoint("last")
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     if recorder.saved_epoch < 0 and trainer.global_step > 0:
         # The time budget ran out inside the first epoch, before any validation: validate the partly
         # trained model once so the run still has its checkpoints and a metrics row.
         trainer.validate(module, datamodule=dm, verbose=False)
     if trainer.is_global_zero:
-        env = json.loads(env_path.read_text())
+        env = json.loads(run.env.read_text())
         session = env["resumes"][-1] if resume and env.get("resumes") else env
         session.update(
             world_size=trainer.world_size,
+            num_nodes=num_nodes,
             strategy=type(trainer.strategy).__name__,
             precision=str(trainer.precision),
+            training_seconds=budget.spent_s,
         )
-        env_path.write_text(json.dumps(env, indent=1))
-    rows = read_metrics(run_dir) if (run_dir / "metrics.csv").exists() else []
-    return RunResult(
-        run_dir=run_dir,
-        best_val_dice=recorder.best,
-        best_epoch=recorder.best_epoch,
-        epochs_done=len(rows),
-    )
+        atomic_write_text(run.env, json.dumps(env, indent=1))
+    rows = read_metrics(run.root) if run.metrics.exists() else []
+    return RunResult(run.root, recorder.best, recorder.best_epoch, len(rows), trainer.is_global_zero)
+
+
+def _write_run_files(
+    run: RunPaths,
+    recipe: Recipe,
+    data: Sequence[str],
+    layout: str | None,
+    max_minutes: float | None,
+    loggers: Sequence[str],
+    split: dict[str, list[str]],
+    samples: Sequence,
+    resume: bool,
+    init: tuple[dict[str, torch.Tensor], dict[str, int]] | None,
+) -> None:
+    """``config.yaml``, ``split.json`` (with each image's content fingerprint) and ``env.json``, written
+    by rank 0 once the data are known to be readable. A resume rewrites ``config.yaml`` only (it may
+    extend epochs or the budget) and appends its environment to ``env.json``."""
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config, yaml.safe_dump(_frozen_config(recipe, data, layout, max_minutes, loggers),
+                                                 sort_keys=False))  # fmt: skip
+    if not run.split.exists():
+        write_split(run.split, split, {"seed": recipe.seed, "data": [str(d) for d in data],
+                                       "fingerprints": fingerprints(samples)})  # fmt: skip
+    if resume and run.env.exists():
+        env = json.loads(run.env.read_text())
+        env.setdefault("resumes", []).append(env_info())
+    else:
+        env = env_info()
+    if init is not None:
+        env["init_weights"] = {"path": recipe.init_weights, **init[1]}
+    atomic_write_text(run.env, json.dumps(env, indent=1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from polypseg.config import Recipe
+from polypseg.data.datamodule import epoch_seed
 from polypseg.evaluation.metrics import dice_iou
 from polypseg.losses import build_loss
 from polypseg.models import build_model
@@ -40,10 +41,13 @@ class SegModule(pl.LightningModule):
     the recipe, the decision threshold and library versions, so inference needs nothing else.
     """
 
-    def __init__(self, recipe: Recipe, preprocess: dict[str, Any], time_budget_s: float | None = None) -> None:
+    def __init__(
+        self, recipe: Recipe, preprocess: dict[str, Any], budget_fraction: Callable[[], float] | None = None
+    ) -> None:
         super().__init__()
-        self.time_budget_s = time_budget_s
-        self._t_start: float | None = None
+        #: spent share of the wall-clock budget (:class:`polypseg.training.budget.TrainingBudget`), for the
+        #: budget-aware schedules; None without a budget
+        self.budget_fraction = budget_fraction
         self.recipe = recipe
         self.preprocess = preprocess
         self.model: nn.Module = build_model(recipe.model.name, **recipe.model.args)
@@ -71,16 +75,12 @@ class SegModule(pl.LightningModule):
         v = value.detach().double().sum()
         self._sums[key] = self._sums.get(key, torch.zeros((), dtype=torch.float64, device=v.device)) + v
 
-    def _time_fraction(self) -> float:
-        if not self.time_budget_s or self._t_start is None:
-            return 0.0
-        return min(1.0, (time.perf_counter() - self._t_start) / self.time_budget_s)
-
-    def on_train_start(self) -> None:
-        self._t_start = time.perf_counter()
-
     def on_train_epoch_start(self) -> None:
         self._sums = {}
+        # Every random draw of an epoch (dropout, multi-scale factors) depends on (seed, epoch) alone, so a
+        # resumed run repeats exactly what an uninterrupted one does (data order and augmentation are
+        # seeded the same way by polypseg.data.datamodule.EpochSampler).
+        torch.manual_seed(epoch_seed(self.recipe.seed, self.current_epoch, "module"))
 
     def rescale_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Multi-scale training: resize a batch by a factor drawn (torch RNG) from ``recipe.multiscale``.
@@ -142,6 +142,8 @@ class SegModule(pl.LightningModule):
         self.epoch_record = rec
         self.log("val_dice", rec["val_dice"], prog_bar=True, sync_dist=False)
         self.log("val_loss", rec["val_loss"], prog_bar=True, sync_dist=False)
+        # the rest of the epoch's record, for the experiment loggers (--logger tensorboard / mlflow)
+        self.log_dict({k: rec[k] for k in ("train_loss", "val_iou", "lr")}, sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.recipe.optimizer
@@ -154,7 +156,10 @@ class SegModule(pl.LightningModule):
             opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True)
         steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1)))
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(self.recipe, step, steps_per_epoch, self._time_fraction())
+            opt,
+            lambda step: lr_factor(
+                self.recipe, step, steps_per_epoch, self.budget_fraction() if self.budget_fraction else 0.0
+            ),
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from polypseg.paths import METRIC_COLUMNS
+from polypseg.atomic import atomic_open
+from polypseg.paths import METRIC_COLUMNS, RunPaths
 
 
 class RunRecorder(pl.Callback):
@@ -41,10 +42,12 @@ class RunRecorder(pl.Callback):
         self._t0 = time.perf_counter()
 
     def _save(self, trainer: pl.Trainer, name: str) -> None:
-        path = self.run_dir / "checkpoints" / f"{name}.ckpt"
-        tmp = path.with_name(f"{name}.ckpt.tmp")
+        path = RunPaths(self.run_dir).checkpoint(name)
+        tmp = path.with_name(f".{name}.tmp.ckpt")
         trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective: rank 0 writes, barrier
         if trainer.is_global_zero:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -61,28 +64,34 @@ class RunRecorder(pl.Callback):
         if improved:
             self._save(trainer, "best")
         if trainer.is_global_zero:
+            if improved:
+                # a new best checkpoint carries the recipe's threshold: a threshold tuned for the old one
+                # no longer applies (``polypseg tune`` tunes the new one)
+                RunPaths(self.run_dir).threshold.unlink(missing_ok=True)
             rec["seconds"] = time.perf_counter() - self._t0
-            _append_metrics(self.run_dir / "metrics.csv", rec)
+            path = RunPaths(self.run_dir).metrics
+            _write_metrics(path, [*_read_rows(path), rec])
 
 
-def _append_metrics(path: Path, rec: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``metrics.csv`` atomically with ``rows`` (a crash never leaves half a row)."""
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
-        row["epoch"] = int(rec["epoch"])
-        w.writerow(row)
+        w.writeheader()
+        for rec in rows:
+            row = {k: rec.get(k, "") for k in METRIC_COLUMNS}
+            row["epoch"] = int(float(rec["epoch"]))
+            w.writerow(row)
 
 
 def _truncate_metrics(path: Path, from_epoch: int) -> None:
     """Drop rows of epochs >= ``from_epoch`` (written before a crash that lost their checkpoint)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < from_epoch]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    if path.exists():
+        _write_metrics(path, [r for r in _read_rows(path) if int(r["epoch"]) < from_epoch])
