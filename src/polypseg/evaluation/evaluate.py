@@ -2,7 +2,7 @@
 
 ``evaluate(run_or_ckpt, data, split)`` predicts every image of the split, resizes the probabilities
 back to the image's own size, thresholds them, and scores them per image with
-:mod:`polypseg.metrics`. It writes ``per_image.csv`` and ``summary.json`` into the output folder
+:mod:`polypseg.evaluation.metrics`. It writes ``per_image.csv`` and ``summary.json`` into the output folder
 (``RUN/eval/<split>/`` by default) and returns the same numbers.
 """
 
@@ -125,7 +125,7 @@ def evaluate(
     selection = select_samples(discover_all(list(data), layout, foreground_labels=labels), split, run_dir)
     samples = selection.samples
     used_split = (split or "test") if selection.kind == "run-split" else (split or "all")
-    name = used_split if selection.kind == "run-split" else (split or data_name(data))
+    name = used_split if selection.kind == "run-split" else data_name(data) + (f"-{split}" if split else "")
     if out_dir is None:
         out_dir = RunPaths(run_dir).eval_dir(name) if run_dir is not None else ckpt.parent / f"eval-{name}"
     out = Path(out_dir)

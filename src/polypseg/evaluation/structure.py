@@ -14,7 +14,7 @@ Reported (mean over images, as the toolbox does):
 - ``mae``: mean absolute error between map and ground truth;
 - ``toolbox_mean_dice`` / ``toolbox_max_dice`` (and IoU): the PraNet-toolbox protocol: each map
   min-max normalised, binarised at 256 thresholds, Dice averaged over images per threshold, then the
-  mean and the max over thresholds. These are *not* the thresholded Dice of :mod:`polypseg.metrics`.
+  mean and the max over thresholds. These are *not* the thresholded Dice of :mod:`polypseg.evaluation.metrics`.
 """
 
 from __future__ import annotations

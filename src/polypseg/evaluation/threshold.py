@@ -36,7 +36,7 @@ class SweepAccumulator:
     """Adds images one at a time; :meth:`result` gives the :class:`ThresholdSweep`.
 
     Per image and threshold: Dice, precision, recall and F-beta with the zero-denominator rule of
-    :mod:`polypseg.metrics` (a pixel is foreground when its probability is above the threshold).
+    :mod:`polypseg.evaluation.metrics` (a pixel is foreground when its probability is above the threshold).
     ``best`` is the threshold nearest 0.5 whose mean F-beta over images (beta = 1 is Dice) is within
     ``tolerance`` of the maximum.
     """
@@ -87,7 +87,7 @@ class SweepAccumulator:
         returned rows is an unbiased estimate of tuned-threshold performance, unlike the sweep's maximum.
 
         Returns:
-            per-image rows (``tp, fp, fn, tn`` and the metrics of :func:`polypseg.metrics.metrics_from_counts`)
+            per-image rows (``tp, fp, fn, tn`` and the metrics of :func:`polypseg.evaluation.metrics.metrics_from_counts`)
             in :meth:`add` order, and the threshold used for each fold.
         """
         if self.n < folds:

@@ -58,8 +58,10 @@ class TrainingBudget(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._advance()
-        if self.budget_s is not None and self.spent_s >= self.budget_s:
-            trainer.should_stop = True
+        if self.budget_s is not None:
+            # rank 0's clock decides for every process (as Lightning's Timer does), so DDP ranks stop together
+            spent = bool(trainer.strategy.broadcast(self.spent_s >= self.budget_s))
+            trainer.should_stop = trainer.should_stop or spent
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:

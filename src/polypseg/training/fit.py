@@ -77,12 +77,23 @@ def _build_loggers(names: Sequence[str], run_dir: Path) -> list[Any]:
         if "mlflow" in names:
             from lightning.pytorch.loggers import MLFlowLogger
 
+            # a local mlruns/ folder, as the MLflow UI reads it (``mlflow ui --backend-store-uri RUN/mlruns``);
+            # MLflow 3 keeps its file store for reading and writing but asks for this opt-in
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             uri = (run_dir / "mlruns").resolve().as_uri()
             out.append(MLFlowLogger(experiment_name="polypseg", run_name=run_dir.name, tracking_uri=uri))
     except ModuleNotFoundError as exc:
         extra = "tensorboard" if "tensorboard" in str(exc) else "mlflow"
         raise ValueError(f"--logger {extra} needs the '{extra}' extra: pip install -e '.[{extra}]'") from None
     return out
+
+
+def is_global_zero(**trainer_kwargs: Any) -> bool:
+    """Whether this process is global rank 0 of the launch ``trainer_kwargs`` describe, as Lightning reads it
+    from the environment (torchrun's RANK, SLURM's SLURM_PROCID, Lightning's own launcher): only rank 0
+    writes the run folder."""
+    probe = pl.Trainer(**trainer_kwargs, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    return bool(probe.is_global_zero)
 
 
 def _prepare_folder(run: RunPaths, resume: bool) -> None:
@@ -179,8 +190,7 @@ def fit(
     distributed = devices > 1 or num_nodes > 1
     trainer_kwargs = {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
                       "strategy": "ddp" if distributed else "auto"}  # fmt: skip
-    probe = pl.Trainer(**trainer_kwargs, logger=False, enable_progress_bar=False, enable_model_summary=False)
-    rank0 = probe.is_global_zero
+    rank0 = is_global_zero(**trainer_kwargs)
     if rank0:
         _prepare_folder(run, resume)
     if recipe is None:
