@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "polypseg"
 
 #: The flow of docs/architecture.md, earliest first. A module may import its own stage and earlier ones;
 #: two stages of the same rank may not import each other.
-STAGE_RANK = {
+STAGE_RANK: dict[str, float] = {
     "__init__": 0,
     "atomic": 0,
     "paths": 0,
@@ -25,6 +25,7 @@ STAGE_RANK = {
     "losses": 1,
     "config": 2,
     "checkpoint": 2,
+    "zoo": 2.5,
     "inference": 3,
     "evaluation": 4,
     "report": 5,

@@ -1,4 +1,4 @@
-"""Commands that run a trained model: ``predict`` and ``export``."""
+"""Commands that run a trained model: ``predict``, ``models`` (the shipped ones) and ``export``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from polypseg.cli.common import app, check_threshold, console, fail
 from polypseg.device import parse_precision
@@ -13,9 +14,17 @@ from polypseg.device import parse_precision
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for masks and overlays.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="[MODEL] then image files, folders of images or videos (MODEL unless --model)."),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Run folder, checkpoint, .onnx file or shipped model name (polypseg models)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for masks and overlays.")] = Path("predictions"),
     threshold: Annotated[
         float | None,
         typer.Option(help="Override the checkpoint's threshold; in (0, 1).", callback=check_threshold),
@@ -27,20 +36,48 @@ def predict(
     ] = "auto",
 ) -> None:
     """Write a 0/255 mask PNG (at each input's size) and an overlay PNG per image; inputs sharing a file
-    stem get <stem>, <stem>_2, <stem>_3, ... in input order."""
+    stem get <stem>, <stem>_2, <stem>_3, ... in input order. The model is --model, or else the first input."""
     from polypseg.data.errors import DataError
     from polypseg.inference.predict import predict as run_predict
 
+    if model is None:
+        if len(inputs) < 2:
+            fail(ValueError("give the model (--model NAME, or a run folder first) and at least one input"))
+        model, inputs = str(inputs[0]), inputs[1:]
     try:
-        written = run_predict(run, inputs, out, threshold, tta, parse_precision(precision))
+        written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision))
     except (DataError, FileNotFoundError, ValueError) as exc:
         fail(exc)
     console.print(f"wrote {len(written)} masks and overlays to {out}")
 
 
 @app.command()
+def models() -> None:
+    """List the models shipped inside polypseg (usable wherever a run folder is: predict, evaluate, export,
+    serve, train --init)."""
+    from polypseg.zoo import available
+
+    shipped = available()
+    table = Table(title="shipped models")
+    for col in ("name", "architecture", "input px", "trained on", "validation mDice", "licence"):
+        table.add_column(col)
+    for m in shipped:
+        meta, card = m.card["polypseg"], m.card
+        arch = f"{meta['model_name']} {meta['model_args']}"
+        table.add_row(
+            m.name, arch, str(meta["preprocess"]["size"]), card.get("training_data", {}).get("name", "?"),
+            f"{card.get('figures', {}).get('validation_mdice', float('nan')):.3f}",
+            card.get("training_data", {}).get("licence", "?"),
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"{len(shipped)} shipped model(s); model cards: {[str(m.weights.with_suffix('.md')) for m in shipped]}"
+    )
+
+
+@app.command()
 def export(
-    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    run: Annotated[str, typer.Argument(help="Run folder, checkpoint file or shipped model name.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
 ) -> None:

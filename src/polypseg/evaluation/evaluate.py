@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from polypseg.checkpoint import resolve_checkpoint, run_dir_of
+from polypseg.checkpoint import run_dir_of
 from polypseg.data.sample import Sample
 from polypseg.data.sources import discover_all, read_sample
 from polypseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
@@ -27,6 +27,7 @@ from polypseg.evaluation.structure import StructureMetrics
 from polypseg.evaluation.threshold import SweepAccumulator
 from polypseg.inference.predictor import Predictor
 from polypseg.paths import RunPaths
+from polypseg.zoo import resolve_model
 
 EMPTY_RULE = (
     "A ratio whose denominator is zero scores 1.0 if the prediction has no error on that image "
@@ -116,7 +117,7 @@ def evaluate(
         ``sweep`` (for figures only: the threshold is never chosen on this split), and breakdowns
         ``by_size`` and ``by_source``.
     """
-    ckpt = resolve_checkpoint(run_or_ckpt)
+    ckpt = resolve_model(run_or_ckpt)
     predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
     meta = predictor.meta
     run_dir = model_run_dir(ckpt, meta)

@@ -87,8 +87,9 @@ class SweepAccumulator:
         returned rows is an unbiased estimate of tuned-threshold performance, unlike the sweep's maximum.
 
         Returns:
-            per-image rows (``tp, fp, fn, tn`` and the metrics of :func:`polypseg.evaluation.metrics.metrics_from_counts`)
-            in :meth:`add` order, and the threshold used for each fold.
+            per-image rows (``tp, fp, fn, tn`` and the metrics of
+            :func:`polypseg.evaluation.metrics.metrics_from_counts`) in :meth:`add` order, and the threshold
+            used for each fold.
         """
         if self.n < folds:
             raise ValueError(f"cross-tuning with {folds} folds needs at least {folds} images, got {self.n}")

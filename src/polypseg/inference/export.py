@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
+from polypseg.zoo import load_model, resolve_model
 
 META_KEY = "polypseg"
 
@@ -28,14 +28,15 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path, opset: int = 18) -> Pa
         import onnx
     except ImportError as exc:
         raise ImportError("ONNX export needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
-    loaded = load_checkpoint(resolve_checkpoint(run_or_ckpt))
-    size = int(loaded.meta["preprocess"]["size"])
+    source = resolve_model(run_or_ckpt)
+    model, model_meta = load_model(source)
+    size = int(model_meta["preprocess"]["size"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=1024)
     program = torch.onnx.export(
-        loaded.model.eval(),
+        model.eval(),
         (example,),
         dynamo=True,
         input_names=["image"],
@@ -46,8 +47,8 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path, opset: int = 18) -> Pa
     )
     program.save(str(out))
     proto = onnx.load(str(out))
-    meta = {k: loaded.meta[k] for k in ("model_name", "model_args", "preprocess", "threshold", "threshold_source")}
-    meta["source_checkpoint"] = str(loaded.path)
+    meta = {k: model_meta[k] for k in ("model_name", "model_args", "preprocess", "threshold", "threshold_source")}
+    meta["source_checkpoint"] = str(source)
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(proto, str(out))

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polypseg.checkpoint import load_checkpoint, resolve_checkpoint
 from polypseg.device import autocast_dtype, resolve_precision
 from polypseg.preprocess import normalise, resize_image, resize_probability
+from polypseg.zoo import load_model, resolve_model
 
 
 def default_device() -> torch.device:
@@ -73,13 +73,14 @@ class Predictor:
 
         ``threshold`` overrides the one stored in the checkpoint (tuned on validation, or 0.5).
         """
-        if Path(run_or_ckpt).suffix == ".onnx":
-            return cls._from_onnx(Path(run_or_ckpt), threshold, **kwargs)
-        loaded = load_checkpoint(resolve_checkpoint(run_or_ckpt))
-        pre = loaded.meta["preprocess"]
-        thr = loaded.meta.get("threshold", 0.5) if threshold is None else threshold
-        pred = cls(loaded.model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)  # type: ignore[arg-type]
-        pred.meta = loaded.meta
+        path = resolve_model(run_or_ckpt)
+        if path.suffix == ".onnx":
+            return cls._from_onnx(path, threshold, **kwargs)
+        model, meta = load_model(path)
+        pre = meta["preprocess"]
+        thr = meta.get("threshold", 0.5) if threshold is None else threshold
+        pred = cls(model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)  # type: ignore[arg-type]
+        pred.meta = meta
         return pred
 
     @classmethod

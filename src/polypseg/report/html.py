@@ -13,12 +13,13 @@ from typing import Any
 
 import yaml
 
-from polypseg.checkpoint import resolve_checkpoint, run_dir_of
+from polypseg.checkpoint import run_dir_of
 from polypseg.evaluation.metrics import METRIC_NAMES
 from polypseg.report import figures
 from polypseg.report.findings import derive_findings
 from polypseg.report.inputs import report_inputs
 from polypseg.report.overlays import render_cases
+from polypseg.zoo import resolve_model
 
 #: Test figures of the original student report (seed recipe), as quoted in the project brief: its
 #: metrics were averaged wrongly (batch sums over images) and its augmentation moved only the image.
@@ -78,7 +79,7 @@ def make_report(
     """
     from polypseg.paths import read_metrics
 
-    ckpt = resolve_checkpoint(run_or_ckpt)
+    ckpt = resolve_model(run_or_ckpt)
     run_dir = run_dir_of(ckpt)
     if eval_dir is None:
         eval_dir = (run_dir / "eval" / split) if run_dir is not None else ckpt.parent / f"eval-{split}"

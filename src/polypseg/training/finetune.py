@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from polypseg import zoo
 from polypseg.config import Recipe
 from polypseg.models import build_model
 
@@ -44,7 +45,8 @@ def fitting_tensors(
     Args:
         target: the model's ``state_dict()`` (only names and shapes are read).
         path: a polypseg checkpoint, a Lightning checkpoint of a module holding the model as ``model``,
-            or a plain state dict; loaded with ``weights_only=True``.
+            a plain state dict (loaded with ``weights_only=True``), a ``.safetensors`` file, or the name
+            of a shipped model (:mod:`polypseg.zoo`).
         strict: every tensor of ``target`` must be in the file with the same shape. Otherwise only
             tensors with matching name and shape are returned.
 
@@ -57,10 +59,20 @@ def fitting_tensors(
         InitWeightsError: the file holds no state dict, or (strict) tensors are missing or differ in shape;
             the message names the file and up to five such tensors.
     """
-    path = Path(path)
+    shipped = zoo.find(str(path)) if not Path(path).exists() else None
+    path = shipped.weights if shipped is not None else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"init_weights file {path} does not exist (it must be a local file)")
-    source = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
+        names = ", ".join(m.name for m in zoo.available()) or "none"
+        raise FileNotFoundError(
+            f"init_weights file {path} does not exist (a local file, or a shipped model name: {names})"
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        raw = load_file(str(path))
+        source = {k: v.float() if v.is_floating_point() else v for k, v in raw.items()}
+    else:
+        source = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
     match = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
     missing = [k for k in target if k not in source]
     wrong = [

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 
+from polypseg import zoo
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe
 from polypseg.data.datamodule import SegDataModule
@@ -204,7 +205,9 @@ def fit(
             recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"group_csv": group_csv})})
     init: tuple[dict[str, torch.Tensor], dict[str, int]] | None = None
     if recipe.init_weights and not resume:  # a resumed run's weights come from last.ckpt
-        recipe = recipe.model_copy(update={"init_weights": str(Path(recipe.init_weights).resolve())})
+        shipped = zoo.find(recipe.init_weights) if not Path(recipe.init_weights).exists() else None
+        init_path = shipped.weights if shipped is not None else Path(recipe.init_weights).resolve()
+        recipe = recipe.model_copy(update={"init_weights": str(init_path)})
         init = read_init_weights(recipe)  # before the run folder is written
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     if device_type(accelerator) == "cpu" and devices > 1:
