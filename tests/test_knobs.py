@@ -67,11 +67,14 @@ def test_poly_and_warmup_schedules() -> None:
 
 
 def test_module_schedule_follows_time_budget() -> None:
+    from polypseg.training.budget import TrainingBudget
+
     recipe = load_recipe("quick", {"model.args.base": 4, "scheduler.warmup_epochs": 0, "epochs": 100})
-    module = SegModule(recipe, PRE, time_budget_s=10.0)
-    module._t_start = __import__("time").perf_counter() - 5.0  # half the budget spent
-    assert module._time_fraction() == pytest.approx(0.5, abs=0.01)
-    assert SegModule(recipe, PRE)._time_fraction() == 0.0
+    budget = TrainingBudget(10.0)
+    budget.spent_s = 5.0  # half the budget spent
+    assert budget.fraction() == pytest.approx(0.5)
+    assert TrainingBudget(None).fraction() == 0.0
+    module = SegModule(recipe, PRE, budget_fraction=budget.fraction)
     from types import SimpleNamespace
 
     module._trainer = SimpleNamespace(estimated_stepping_batches=1000, max_epochs=100)
@@ -190,7 +193,7 @@ def test_bf16_predictions_match_fp32_within_tolerance(tmp_path: Path) -> None:
     run = fit(recipe, ["synthetic:n=40,size=64,seed=4"], tmp_path / "run", progress=False).run_dir
     frames = [read_sample(s)[0] for s in discover("synthetic:n=40,size=64,seed=4") if s.split == "test"]
     fp32 = list(Predictor.from_checkpoint(run).predict_proba(frames))
-    bf16 = list(Predictor.from_checkpoint(run, bf16=True).predict_proba(frames))
+    bf16 = list(Predictor.from_checkpoint(run, precision="bf16").predict_proba(frames))
     diff = max(float(np.abs(a - b).max()) for a, b in zip(fp32, bf16, strict=True))
     agree = np.mean([np.mean((a > 0.5) == (b > 0.5)) for a, b in zip(fp32, bf16, strict=True)])
     assert diff < 0.05 and agree >= 0.99, (diff, agree)
