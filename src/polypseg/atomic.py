@@ -11,21 +11,27 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path`` for writing; on a clean exit it is fsynced and renamed over
-    ``path``, on an exception it is removed and ``path`` is left as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+def _replacing(path: Path, tmp: Path) -> Iterator[None]:
+    """Rename ``tmp`` over ``path`` when the block ends cleanly; remove ``tmp`` when it raises."""
     try:
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; on a clean exit it is fsynced and renamed over
+    ``path``, on an exception it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with _replacing(path, tmp), open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -45,12 +51,7 @@ def atomic_save(path: str | Path, writer: Callable[[Path], None]) -> None:
     ``writer(tmp)`` writes a temporary path beside ``path`` (same suffix), which is fsynced and renamed."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
+    with _replacing(path, tmp):
         writer(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
