@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv browser-deps demo test lint format clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,21 @@ $(STAMP): pyproject.toml Makefile
 demo: venv
 	$(BIN)/polypseg demo --out runs/demo
 
-test: venv
+# The browser test (tests/test_serve_browser.py) drives Debian's Chromium through its chromedriver; install
+# both with apt when missing (as root, or through sudo). POLYPSEG_SKIP_BROWSER=1 skips this and the test.
+browser-deps:
+	@if [ "$$POLYPSEG_SKIP_BROWSER" = 1 ] || { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then \
+		exit 0; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser-deps: no apt-get here; install Chromium and its chromedriver as /usr/bin/chromium and" \
+			"/usr/bin/chromedriver, or set POLYPSEG_SKIP_BROWSER=1" >&2; exit 1; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: venv browser-deps
 	$(BIN)/python -m pytest -q
 
 lint: venv

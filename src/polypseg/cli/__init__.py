@@ -5,7 +5,7 @@ import importlib
 from polypseg.cli.common import app
 
 # Each module registers its commands on ``app``; ``polypseg --help`` lists them in this order.
-for _module in ("train_cmds", "eval_cmds", "run_cmds", "data_cmds"):
+for _module in ("train_cmds", "eval_cmds", "run_cmds", "serve_cmds", "data_cmds"):
     importlib.import_module(f"polypseg.cli.{_module}")
 
 
