@@ -137,8 +137,8 @@ def main() -> None:
         "intended_use": "Research and education: trying polypseg on colonoscopy frames, a starting point for "
         "fine-tuning (train --init). Not a medical device; not for diagnosis or any clinical decision.",
         "limits": [
-            "Trained on 984 frames at 192 px from six centres of one challenge data set; small and flat polyps "
-            "and frames unlike PolypGen's (other endoscopes, NBI, bowel preparation) score lower.",
+            "Trained on 984 frames at 192 px from the six centres of one challenge data set; it has not been "
+            "measured on other endoscopes, NBI or video sequences.",
             "External figures are on the public Kvasir-SEG and CVC-ClinicDB training images, not on the held-out "
             "PraNet test sets, which are not available here.",
             "One seed; no calibration of the probabilities beyond the tuned threshold.",
@@ -164,7 +164,7 @@ def markdown(card: dict) -> str:
         f"- data: {t['name']}; validation: {t['validation']}",
         f"- licence: {t['licence']}. Attribution: {t['attribution']}",
         f"- recipe `{r['name']}` at {r['size']} px, seed {r['seed']}, precision {r['precision']}: "
-        f"{r['epochs_trained']} epochs in a {r['budget_minutes']}-minute budget (best epoch {r['best_epoch']})",
+        f"{r['epochs_trained']} epochs (best epoch {r['best_epoch']}) within a {r['budget_minutes']:g}-minute budget",
         f"- compute: {card['compute']['cpu']}, {card['compute']['training_hours']} h of training", "",
         "## Figures", "", f"Protocol: {f['protocol']}.", "",
         "| set | images | mDice [95 % CI] | mIoU | weighted F | S-measure | mean E | MAE |",

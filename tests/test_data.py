@@ -384,9 +384,14 @@ def test_mask_rule_jpeg_noise_is_thresholded_only_when_bimodal() -> None:
     noisy[0, 0] = 100  # now 98 % at the ends: not JPEG noise
     with pytest.raises(DataError, match=r"n\.jpg holds 6 distinct values \[2, 60, 100, 128, 193, 250\]"):
         mask_to_binary(noisy, "n.jpg")
-    low_only = np.array([[0, 10], [20, 30]], np.uint8)  # four values but no pixel near 255
-    with pytest.raises(DataError, match="4 distinct values"):
-        mask_to_binary(low_only, "low.png")
+    low_only = np.array([[0, 10], [20, 30]], np.uint8)  # a JPEG of an empty mask: noise near 0 only
+    mask, flag = mask_to_binary(low_only, "low.jpg")
+    assert flag is True and int(mask.sum()) == 0
+    high_only = np.array([[255, 250], [240, 230]], np.uint8)  # a JPEG of a mask that is polyp everywhere
+    mask, flag = mask_to_binary(high_only, "high.jpg")
+    assert flag is True and int(mask.sum()) == 4
+    with pytest.raises(DataError, match=r"2 labels \[0, 2\]"):  # two small labels: which one is polyp?
+        mask_to_binary(np.array([[0, 2], [2, 0]], np.uint8), "two_labels.png")
 
 
 def test_three_value_jpeg_noise_like_clinicdb_is_thresholded() -> None:

@@ -71,7 +71,7 @@ def models() -> None:
         )  # fmt: skip
     console.print(table)
     console.print(
-        f"{len(shipped)} shipped model(s); model cards: {[str(m.weights.with_suffix('.md')) for m in shipped]}"
+        f"{len(shipped)} shipped model(s); model cards: {', '.join(str(m.weights.with_suffix('.md')) for m in shipped)}"
     )
 
 

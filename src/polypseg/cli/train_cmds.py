@@ -109,21 +109,21 @@ def train(
             epochs=epochs if resume else None,
             loggers=logger or (),
         )
+        if tune and result.is_global_zero:
+            sw = _tune(out, layout=layout)
+            console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
     except (RecipeError, DataError, RunFolderError, FileNotFoundError, InitWeightsError, ValueError) as exc:
         fail(exc)
-    if tune and result.is_global_zero:
-        sw = _tune(out)
-        console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
     console.print(
         f"[bold green]done[/]: {result.epochs_done} epochs, best validation Dice {result.best_val_dice:.4f} "
         f"(epoch {result.best_epoch}); run folder {result.run_dir}"
     )
 
 
-def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0, tta: bool = False):
+def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0, tta: bool = False, layout: str | None = None):
     from polypseg.evaluation.tune import tune_threshold
 
-    return tune_threshold(run, data or None, beta, tta=tta)
+    return tune_threshold(run, data or None, beta, layout, tta=tta)
 
 
 @app.command()

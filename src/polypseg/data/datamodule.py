@@ -172,7 +172,7 @@ class SegDataModule(pl.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(ds) > self.batch_size,
+            drop_last=shuffle and len(sampler or ds) > self.batch_size,  # per rank: what this rank sees
         )
 
     def _current_epoch(self) -> int:

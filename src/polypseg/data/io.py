@@ -12,12 +12,14 @@ by the maximum over the colour channels (so a red, green or white polyp counts a
 
 - ``foreground_labels`` given: those values are polyp, every other value background;
 - one value: 0 is an empty mask, any other single value a mask that is polyp everywhere;
-- exactly two values ``a < b``: ``b`` is polyp, ``a`` background ({0, 1}, {0, 255}, {0, 100}, {3, 200});
-- more than two values, all below 10: a multi-label map, an error asking for ``--foreground-labels``;
-- JPEG noise: three or more values that are bimodal (at least 99 % of the pixels are <= 63 or >= 192,
-  with pixels at both ends) are thresholded, ``value > 127`` is polyp; such masks are reported as
-  "normalised" so the user can see how many needed it. The one exception is {0, 1, 255}: it mixes the
-  0/1 and 0/255 conventions, so its 1-pixels may be polyp, and it is refused;
+- exactly two values ``a < b`` with ``b >= 10`` (or {0, 1}): ``b`` is polyp, ``a`` background
+  ({0, 1}, {0, 255}, {0, 100}, {3, 200}); two small labels such as {0, 2} are a label map (next rule);
+- other values all below 10 (two small labels or more): a multi-label map, an error asking for
+  ``--foreground-labels``;
+- JPEG noise: three or more values with at least 99 % of the pixels <= 63 or >= 192 (a JPEG of an
+  empty or all-polyp mask has them at one end only) are thresholded, ``value > 127`` is polyp; such
+  masks are reported as "normalised" so the user can see how many needed it. The one exception is
+  {0, 1, 255}: it mixes the 0/1 and 0/255 conventions, so its 1-pixels may be polyp, and it is refused;
 - anything else ({0, 1, 255}, three values such as {0, 100, 200}, a smooth gradient) is an error
   naming the file and the values found: save the mask as 0 / 255, or name the polyp values with
   ``--foreground-labels``.
@@ -211,7 +213,7 @@ def mask_to_binary(
     if len(uniq) <= 1:
         fill = 1 if len(uniq) and uniq[0] != 0 else 0
         return np.full(values.shape, fill, np.uint8), False
-    if len(uniq) == 2:
+    if len(uniq) == 2 and (uniq.tolist() == [0, 1] or uniq[1] >= 10):
         return (values == uniq[1]).astype(np.uint8), False
     if uniq.max() < 10:
         raise DataError(
@@ -221,7 +223,8 @@ def mask_to_binary(
     n_low = int(np.count_nonzero(values <= BIMODAL_LOW))
     n_high = int(np.count_nonzero(values >= BIMODAL_HIGH))
     mixed_conventions = uniq.tolist() == [0, 1, 255]  # 0/1 and 0/255 together: the 1-pixels may be polyp
-    if not mixed_conventions and n_low and n_high and n_low + n_high >= BIMODAL_SHARE * values.size:
+    one_sided = len(uniq) >= 3 and max(n_low, n_high) >= BIMODAL_SHARE * values.size  # a JPEG of an empty or full mask
+    if not mixed_conventions and (one_sided or (n_low and n_high)) and n_low + n_high >= BIMODAL_SHARE * values.size:
         return (values > MASK_THRESHOLD).astype(np.uint8), True
     raise DataError(
         f"mask {name} holds {_values_text(uniq)}: polypseg cannot tell which are polyp (a mask needs two "

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from polypseg.atomic import atomic_open, atomic_write_text
 from polypseg.checkpoint import run_dir_of
 from polypseg.data.sample import Sample
 from polypseg.data.sources import discover_all, read_sample
 from polypseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
-from polypseg.evaluation.selection import default_data, select_samples
+from polypseg.evaluation.selection import default_data, default_layout, select_samples
 from polypseg.evaluation.stats import bootstrap_ci
 from polypseg.evaluation.structure import StructureMetrics
 from polypseg.evaluation.threshold import SweepAccumulator
@@ -121,6 +122,7 @@ def evaluate(
     predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
     meta = predictor.meta
     run_dir = model_run_dir(ckpt, meta)
+    layout = default_layout(data, layout, run_dir)
     data = default_data(data, run_dir)
     labels = (meta.get("recipe") or {}).get("data", {}).get("foreground_labels")
     selection = select_samples(discover_all(list(data), layout, foreground_labels=labels), split, run_dir)
@@ -190,11 +192,11 @@ def evaluate(
         "n_empty_gt": int(sum(1 for r in rows if r["tp"] + r["fn"] == 0)),
         "recipe": meta.get("recipe", {}).get("name"),
     }
-    with (out / "per_image.csv").open("w", newline="") as fh:
+    with atomic_open(out / "per_image.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))  # last: it marks a finished evaluation
     return EvalResult(out_dir=out, rows=rows, summary=summary)
 
 

@@ -170,3 +170,10 @@ def default_data(data: Sequence[str] | None, run_dir: Path | None) -> Sequence[s
     if run_dir is None:
         raise ValueError("give --data: the checkpoint is not inside a run folder that names its data")
     return yaml.safe_load(RunPaths(run_dir).config.read_text())["data"]
+
+
+def default_layout(data: Sequence[str] | None, layout: str | None, run_dir: Path | None) -> str | None:
+    """``layout`` if given; else, when the run's own data is used (no ``data``), the layout it was trained with."""
+    if layout is not None or data or run_dir is None:
+        return layout
+    return yaml.safe_load(RunPaths(run_dir).config.read_text()).get("layout")

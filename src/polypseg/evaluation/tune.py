@@ -12,7 +12,7 @@ from polypseg.atomic import atomic_write_text
 from polypseg.checkpoint import resolve_checkpoint, run_dir_of, update_checkpoint_meta
 from polypseg.data.sources import discover_all
 from polypseg.evaluation.evaluate import iter_predictions
-from polypseg.evaluation.selection import default_data, validation_samples
+from polypseg.evaluation.selection import default_data, default_layout, validation_samples
 from polypseg.evaluation.threshold import SweepAccumulator, ThresholdSweep
 from polypseg.inference.predictor import Predictor
 from polypseg.paths import RunPaths
@@ -39,6 +39,7 @@ def tune_threshold(
     """
     ckpt = resolve_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(ckpt)
+    layout = default_layout(data, layout, run_dir)
     data = default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=0.5, tta=tta)
     recipe = predictor.meta.get("recipe") or {}

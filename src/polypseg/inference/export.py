@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from polypseg.atomic import atomic_save
 from polypseg.zoo import load_model, resolve_model
 
 META_KEY = "polypseg"
@@ -45,13 +46,17 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path, opset: int = 18) -> Pa
         opset_version=opset,
         external_data=False,
     )
-    program.save(str(out))
-    proto = onnx.load(str(out))
     meta = {k: model_meta[k] for k in ("model_name", "model_args", "preprocess", "threshold", "threshold_source")}
     meta["source_checkpoint"] = str(source)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
-    onnx.save(proto, str(out))
+
+    def write(tmp: Path) -> None:  # saved once with its metadata, then renamed into place
+        program.save(str(tmp))
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(meta)
+        onnx.save(proto, str(tmp))
+
+    atomic_save(out, write)
     return out
 
 

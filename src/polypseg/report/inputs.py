@@ -93,6 +93,8 @@ def report_inputs(
         return evaluate(ckpt, todo, split, eval_dir, thr, tta, layout).summary
 
     reason = None
+    if summary is not None and layout is None:
+        layout = summary.get("layout")  # the layout the evaluation was made with
     if summary is None:
         reason = f"{path} does not exist yet"
     elif not (eval_dir / "per_image.csv").exists():

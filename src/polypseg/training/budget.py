@@ -59,13 +59,16 @@ class TrainingBudget(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._advance()
         if self.budget_s is not None:
-            # rank 0's clock decides for every process (as Lightning's Timer does), so DDP ranks stop together
-            spent = bool(trainer.strategy.broadcast(self.spent_s >= self.budget_s))
-            trainer.should_stop = trainer.should_stop or spent
+            # rank 0's clock is every process's (as in Lightning's Timer): DDP ranks read the same schedule
+            # fraction and stop at the same batch
+            self.spent_s = float(trainer.strategy.broadcast(self.spent_s))
+            trainer.should_stop = trainer.should_stop or self.spent_s >= self.budget_s
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._advance()  # before the recorder saves this epoch's checkpoint (callback order)
+            if self.budget_s is not None:
+                self.spent_s = float(trainer.strategy.broadcast(self.spent_s))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._mark = None

@@ -218,8 +218,8 @@ def fit(
         recipe.data.group_regex,
         recipe.data.group_csv,
     )
-    if run.split.exists():
-        split = load_split(run.split, samples)
+    if resume and run.split.exists():
+        split = load_split(run.split, samples)  # a new run cuts its own (deterministic on every rank)
     else:
         split = make_split(samples, recipe.data.val_fraction, recipe.data.test_fraction, recipe.seed, recipe.data.fold)
         if not split["val"]:
@@ -302,7 +302,7 @@ def _write_run_files(
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config, yaml.safe_dump(_frozen_config(recipe, data, layout, max_minutes, loggers),
                                                  sort_keys=False))  # fmt: skip
-    if not run.split.exists():
+    if not resume or not run.split.exists():
         write_split(run.split, split, {"seed": recipe.seed, "data": [str(d) for d in data],
                                        "fingerprints": fingerprints(samples)})  # fmt: skip
     if resume and run.env.exists():
