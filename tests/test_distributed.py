@@ -27,6 +27,11 @@ TORCHRUN_NODE_1 = {
 
 @pytest.mark.parametrize("env", [SLURM_TASK_1, TORCHRUN_NODE_1], ids=["slurm-task-1", "torchrun-node-1"])
 def test_a_second_nodes_first_process_is_not_rank_zero(monkeypatch: pytest.MonkeyPatch, env: dict) -> None:
+    from lightning.fabric.utilities import rank_zero as fabric_rank_zero
+    from lightning.pytorch.utilities import rank_zero as pl_rank_zero
+
+    for module in (fabric_rank_zero, pl_rank_zero):  # a Trainer sets the process-wide rank: restore it after
+        monkeypatch.setattr(module.rank_zero_only, "rank", module.rank_zero_only.rank)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("NODE_RANK", raising=False)

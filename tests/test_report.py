@@ -184,9 +184,12 @@ def test_report_layout_reaches_evaluation_and_cases(multilabel_run: Path, tmp_pa
         rows = [{"id": r["id"], "dice": float(r["dice"])} for r in csv.DictReader(fh)]
     assert {r["id"] for r in rows} == {f"mixed/p{i}" for i in range(8)}
     assert (eval_dir / "report.html").read_text().count("<div class='case'>") == len(pick_cases(rows)) > 0
-    res = CliRunner().invoke(app, args)  # detected layout: the 8 evaluated images are not in it, so evaluate
+    res = CliRunner().invoke(app, args)  # no --layout: the layout the evaluation recorded, so it is reused
+    assert res.exit_code == 0 and "evaluating" not in res.output, res.output
+    assert _summary(eval_dir)["metrics"]["n_images"] == 8
+    res = CliRunner().invoke(app, [*args, "--layout", "split-folders"])  # another layout: evaluated again
     assert res.exit_code == 0, res.output
-    assert "8 images of" in res.output and "are not in its data as read now" in " ".join(res.output.split())
+    assert "--layout split-folders is not the layout of" in " ".join(res.output.split())
     assert _summary(eval_dir)["metrics"]["n_images"] == 3
 
 
