@@ -144,7 +144,8 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.every)
 
 
-def run_phase(url: str, frames: list[bytes], hostile: dict[str, bytes], share: float, clients: int, seconds: float):
+def run_phase(url: str, frames: list[bytes], hostile: dict[str, bytes], share: float, clients: int, seconds: float,
+              backoff: float = 0.0):  # fmt: skip
     """``clients`` threads posting for ``seconds``; returns per-request records ``(kind, status, latency_s)``."""
     records: list[tuple[str, int, float]] = []
     lock = threading.Lock()
@@ -168,6 +169,8 @@ def run_phase(url: str, frames: list[bytes], hostile: dict[str, bytes], share: f
                     status = -1  # connection error
                 with lock:
                     records.append((kind, status, time.perf_counter() - t0))
+                if status == 503 and backoff > 0:  # a polite client waits before retrying a busy server
+                    time.sleep(backoff * (0.5 + rng.random()))
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
@@ -216,6 +219,8 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--baseline-seconds", type=float, default=15)
+    ap.add_argument("--busy-backoff", type=float, default=0.05,
+                    help="seconds (x0.5-1.5) a client waits after a 503 before its next request")  # fmt: skip
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     model = args.model or tiny_model(tmp)
@@ -250,7 +255,7 @@ def main() -> None:
             print(f"phase {name}: {args.clients} clients for {args.seconds:g} s")
             t0 = time.monotonic()
             records = run_phase(url, frames, hostile_uploads(frames[0], args.max_upload_mb), share,
-                                args.clients, args.seconds)  # fmt: skip
+                                args.clients, args.seconds, args.busy_backoff)  # fmt: skip
             phases[name] = summarise(records, time.monotonic() - t0)
             if name == "frames":
                 t_phase1_end = time.monotonic()
