@@ -92,3 +92,31 @@ def test_tune_uses_only_the_runs_validation_images(trained: dict[str, Path]) -> 
     tune_threshold(trained["run"], [str(trained["a"]), str(trained["b"])])  # B's images are never used
     n_val = len(_split(trained["run"])["val"])
     assert f"({n_val} images" in json.loads((trained["run"] / "threshold.json").read_text())["source"]
+
+
+def test_a_duplicate_of_a_training_image_is_never_scored_as_test(tmp_path: Path) -> None:
+    """The same bytes under two names, one copy cut into train and one into test: the test copy is scored as
+    the run's test image (its own id decides), and an unknown copy counts as the training image it equals."""
+    write_synthetic(tmp_path / "syn", n=30, size=64, seed=21)
+    data = tmp_path / "D"
+    for kind in ("images", "masks"):
+        (data / kind).mkdir(parents=True)
+        for f in sorted((tmp_path / "syn").glob(f"*/{kind}/*")):
+            shutil.copy(f, data / kind / f"{f.parent.parent.name}_{f.name}")
+    first = sorted((data / "images").iterdir())[0].name
+    for kind in ("images", "masks"):  # 10 copies of one image: the seeded split puts them on both sides
+        for k in range(10):
+            shutil.copy(data / kind / first, data / kind / f"copy{k}_{first}")
+    run = tmp_path / "run"
+    fit(load_recipe("quick", TINY), [str(data)], run, progress=False)
+    split = _split(run)
+    copies = {f"D/copy{k}_{Path(first).stem}" for k in range(10)} | {f"D/{Path(first).stem}"}
+    assert copies & set(split["train"]) and copies & set(split["test"]), "the test needs copies on both sides"
+    res = evaluate(run)
+    assert sorted(r["id"] for r in res.rows) == split["test"]  # by id: exactly the run's test split
+    extra = tmp_path / "E"
+    shutil.copytree(data, extra)
+    for kind in ("images", "masks"):  # one more, unknown copy: it equals a training image, so it is not test
+        shutil.copy(data / kind / first, extra / kind / f"new_{first}")
+    res = evaluate(run, [str(extra)])
+    assert "E/new_" + Path(first).stem not in {r["id"] for r in res.rows}

@@ -44,9 +44,25 @@ class Selection:
         return {"kind": self.kind, "note": self.note, "n_images": len(self.samples)}
 
 
-def run_fingerprints(run_dir: Path) -> dict[str, dict[str, str]]:
-    """``{split: {fingerprint: run sample id}}`` of the run's images, from ``split.json`` (or, for an older
-    run folder, computed from the run's data named in ``config.yaml``).
+@dataclass
+class RunImages:
+    """The run's images: each id's split and fingerprint, and each split's fingerprints."""
+
+    split_of: dict[str, str]  # sample id -> "train" / "val" / "test"
+    print_of: dict[str, str]  # sample id -> fingerprint
+    prints: dict[str, set[str]]  # split -> fingerprints
+
+    def split_for(self, sample: Sample, fingerprint: str) -> str | None:
+        """The run split an image belongs to: by its id when the id is the run's with the same content, else by
+        content, a training or validation copy first (a duplicate of a training image is never test)."""
+        if self.print_of.get(sample.id) == fingerprint:
+            return self.split_of[sample.id]
+        return next((k for k in ("train", "val", "test") if fingerprint in self.prints.get(k, ())), None)
+
+
+def run_fingerprints(run_dir: Path) -> RunImages:
+    """The run's images (:class:`RunImages`), from ``split.json`` (or, for an older run folder, computed from
+    the run's data named in ``config.yaml``).
 
     Raises:
         DataError: an older run folder whose data cannot be read any more.
@@ -68,7 +84,9 @@ def run_fingerprints(run_dir: Path) -> dict[str, dict[str, str]]:
             ) from None
         prints = fingerprints(samples)
         splits = load_split(run.split, samples)  # ids as the data gives them now
-    return {k: {prints[i]: i for i in ids if i in prints} for k, ids in splits.items()}
+    split_of = {i: k for k, ids in splits.items() for i in ids if i in prints}
+    by_split = {k: {prints[i] for i in ids if i in prints} for k, ids in splits.items()}
+    return RunImages(split_of, {i: prints[i] for i in split_of}, by_split)
 
 
 def _with_prints(samples: Sequence[Sample]) -> list[tuple[str, Sample]]:
@@ -95,11 +113,9 @@ def select_samples(samples: Sequence[Sample], split: str | None, run_dir: Path |
         return _external(samples, split, "unchecked", "the model has no run folder, so overlap with its "
                          "training images was not checked")  # fmt: skip
     run = run_fingerprints(run_dir)
-    seen = {**run.get("train", {}), **run.get("val", {})}
-    every = {**seen, **run.get("test", {})}
-    given = _with_prints(samples)
-    shared = [fp for fp, _ in given if fp in seen]
-    own = [fp for fp, _ in given if fp in every]
+    given = [(run.split_for(s, fp), s) for fp, s in _with_prints(samples)]
+    shared = [s for k, s in given if k in ("train", "val")]
+    own = [s for k, s in given if k is not None]
     if not shared:
         kind = "external"
         note = "shares no image with the run's training and validation images"
@@ -116,8 +132,7 @@ def select_samples(samples: Sequence[Sample], split: str | None, run_dir: Path |
     chosen_split = split or "test"
     if chosen_split == "all":
         return Selection(list(samples), "run-split", f"the run's own data, all {len(samples)} images")
-    members = run.get(chosen_split, {})
-    out = [s for fp, s in given if fp in members]
+    out = [s for k, s in given if k == chosen_split]
     if not out:
         raise DataError(f"the run's {chosen_split!r} split holds none of these images; choose another --split")
     out.sort(key=lambda s: s.id)
@@ -148,8 +163,9 @@ def validation_samples(samples: Sequence[Sample], run_dir: Path | None) -> Selec
             "threshold tuning needs the run folder's split.json (the run's validation images): give the run "
             "folder or a checkpoint inside it"
         )
-    val = run_fingerprints(run_dir).get("val", {})
-    out = sorted((s for fp, s in _with_prints(samples) if fp in val), key=lambda s: s.id)
+    run = run_fingerprints(run_dir)
+    val = run.prints.get("val", set())
+    out = sorted((s for fp, s in _with_prints(samples) if run.split_for(s, fp) == "val"), key=lambda s: s.id)
     if not out:
         raise DataError(
             f"none of the run's {len(val)} validation images are in the data given: tune on the run's own data "
