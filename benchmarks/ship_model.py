@@ -144,7 +144,7 @@ def main() -> None:
             "One seed; no calibration of the probabilities beyond the tuned threshold.",
         ],
     }
-    # best.ckpt now holds the tuned threshold, so the card's inference metadata carries it too
+    # again with the whole card (the figures need the weights written first); best.ckpt holds the tuned threshold
     zoo.write_shipped_model(run.checkpoint("best"), args.name, card, args.out_dir, dtype=torch.float16)
     card_path.with_suffix(".md").write_text(markdown(json.loads(card_path.read_text())))
     print(json.dumps(card["figures"], indent=1))

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from polypseg.data.sample import Sample
-
-
-@lru_cache(maxsize=8)
-def _npz_images(path: str, mtime_ns: int, key: str) -> np.ndarray:
-    with np.load(path) as z:
-        return z[key]
+from polypseg.data.sources import _npz_arrays
 
 
 def image_fingerprint(sample: Sample) -> str:
@@ -26,7 +20,7 @@ def image_fingerprint(sample: Sample) -> str:
     if sample.index is None:
         h.update(Path(sample.image).read_bytes())
     else:
-        rows = _npz_images(str(sample.image), sample.image.stat().st_mtime_ns, f"{sample.split}_images")
+        rows = _npz_arrays(str(sample.image), sample.image.stat().st_mtime_ns)[f"{sample.split}_images"]
         row = np.ascontiguousarray(rows[sample.index])
         h.update(f"{row.dtype}{row.shape}".encode())
         h.update(row.tobytes())

@@ -75,7 +75,7 @@ def run_fingerprints(run_dir: Path) -> RunImages:
         frozen = yaml.safe_load(run.config.read_text())
         try:
             samples = discover_all(frozen["data"], frozen.get("layout"))
-            load_split(run.split, samples)  # the run's data must still be what it was
+            splits = load_split(run.split, samples)  # the run's data must still be what it was; ids as read now
         except DataError as exc:
             raise DataError(
                 f"{run.split} has no image fingerprints (a run folder from before polypseg 0.2) and the run's "
@@ -83,7 +83,6 @@ def run_fingerprints(run_dir: Path) -> RunImages:
                 [str(exc).splitlines()[0]],
             ) from None
         prints = fingerprints(samples)
-        splits = load_split(run.split, samples)  # ids as the data gives them now
     split_of = {i: k for k, ids in splits.items() for i in ids if i in prints}
     by_split = {k: {prints[i] for i in ids if i in prints} for k, ids in splits.items()}
     return RunImages(split_of, {i: prints[i] for i in split_of}, by_split)

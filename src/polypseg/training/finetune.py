@@ -67,10 +67,7 @@ def fitting_tensors(
             f"init_weights file {path} does not exist (a local file, or a shipped model name: {names})"
         )
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        raw = load_file(str(path))
-        source = {k: v.float() if v.is_floating_point() else v for k, v in raw.items()}
+        source = zoo.read_tensors(path)
     else:
         source = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
     match = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}

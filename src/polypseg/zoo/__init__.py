@@ -56,11 +56,16 @@ def find(name: str, root: Path | None = None) -> ShippedModel | None:
     return next((m for m in available(root) if m.name == name), None)
 
 
-def state_dict(model: ShippedModel) -> dict[str, torch.Tensor]:
-    """The model's tensors as float32 (they may be stored as float16), keyed as ``model.state_dict()``."""
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, floating ones as float32 (shipped weights may be float16)."""
     from safetensors.torch import load_file
 
-    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(model.weights)).items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+
+
+def state_dict(model: ShippedModel) -> dict[str, torch.Tensor]:
+    """The model's tensors as float32, keyed as ``model.state_dict()``."""
+    return read_tensors(model.weights)
 
 
 def load(model: ShippedModel) -> tuple[nn.Module, dict[str, Any]]:
