@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "polypseg"
 #: The flow of docs/architecture.md, earliest first. A module may import its own stage and earlier ones;
 #: two stages of the same rank may not import each other.
 STAGE_RANK: dict[str, float] = {
+    "errors": -1,
     "__init__": 0,
     "atomic": 0,
     "paths": 0,

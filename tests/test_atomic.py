@@ -9,12 +9,23 @@ import torch
 
 from polypseg.atomic import atomic_open, atomic_save, atomic_write_text
 from polypseg.checkpoint import atomic_torch_save
+from polypseg.errors import DiskFullError
+
+
+def test_an_error_that_is_not_a_full_disk_passes_through_unchanged(tmp_path: Path) -> None:
+    target = tmp_path / "a.txt"
+    with pytest.raises(OSError) as caught, atomic_open(target) as fh:
+        fh.write("x")
+        raise OSError(5, "Input/output error")
+    assert not isinstance(caught.value, DiskFullError) and caught.value.errno == 5
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_write_that_fails_half_way_keeps_the_previous_file(tmp_path: Path) -> None:
     target = tmp_path / "summary.json"
     atomic_write_text(target, '{"old": 1}')
-    with pytest.raises(OSError, match="disk full"), atomic_open(target) as fh:
+    intact = r"while writing .*summary\.json: the previous summary\.json is intact"
+    with pytest.raises(DiskFullError, match=intact), atomic_open(target) as fh:
         fh.write('{"new": ')
         raise OSError(28, "disk full")
     assert target.read_text() == '{"old": 1}'
@@ -29,7 +40,8 @@ def test_a_library_writer_that_fails_keeps_the_previous_file(tmp_path: Path) -> 
         tmp.write_bytes(b"PK\x03\x04 half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match="no space left on the device") as caught:
         atomic_save(target, half_then_fail)
+    assert isinstance(caught.value, OSError)  # still an OSError for callers that catch those
     assert torch.load(target, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

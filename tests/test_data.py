@@ -14,6 +14,7 @@ from polypseg.data.errors import DataError
 from polypseg.data.io import mask_to_binary, read_image, read_mask, read_pair
 from polypseg.data.sources import discover, discover_all, read_sample
 from polypseg.data.split import load_split, make_split, write_split
+from polypseg.errors import InputError
 
 
 def test_pairs_by_stem_not_by_order(tmp_path: Path) -> None:
@@ -259,7 +260,7 @@ def test_augmented_mask_covers_the_polyp_colour_when_it_leaves_the_frame(preset:
 def test_discover_all_rejects_duplicate_ids(pair_folder: Path) -> None:
     with pytest.raises(DataError, match="two sources give the sample id"):
         discover_all([pair_folder, pair_folder])
-    with pytest.raises(KeyError, match="strong"):
+    with pytest.raises(InputError, match="strong"):
         build_augment("heavy", 64)
 
 

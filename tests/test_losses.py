@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from polypseg.errors import InputError
 from polypseg.losses import StructureLoss, boundary_weights, build_loss
 
 TARGET = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
@@ -89,7 +90,7 @@ def test_losses_decrease_towards_target() -> None:
 
 
 def test_loss_errors() -> None:
-    with pytest.raises(KeyError, match="bce_dice"):
+    with pytest.raises(InputError, match="bce_dice"):
         build_loss("iou")
     with pytest.raises(TypeError, match="focal"):
         build_loss("focal", beta=1)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from polypseg.errors import InputError
 from polypseg.models import available_models, build_model, nearest_valid_size
 
 MODELS = available_models()
@@ -72,7 +73,7 @@ def test_unet_paper_widths() -> None:
 
 
 def test_registry_errors() -> None:
-    with pytest.raises(KeyError, match="unet"):
+    with pytest.raises(InputError, match="unet"):
         build_model("resnet")
     with pytest.raises(TypeError, match="valid"):
         build_model("unet", widht=3)

@@ -4,21 +4,37 @@ target, so a crash or a full disk mid-write leaves the previous file intact and 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from polypseg.errors import DiskFullError
+
+#: ``errno`` values that mean the device (or the user's quota) is full.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
 
 @contextlib.contextmanager
 def _replacing(path: Path, tmp: Path) -> Iterator[None]:
-    """Rename ``tmp`` over ``path`` when the block ends cleanly; remove ``tmp`` when it raises."""
+    """Rename ``tmp`` over ``path`` when the block ends cleanly; remove ``tmp`` when it raises.
+
+    Raises:
+        DiskFullError: the device or quota filled up; the message names ``path`` and says it is intact.
+    """
     try:
         yield
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in _FULL and not isinstance(exc, DiskFullError):
+            kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
+            raise DiskFullError(
+                f"no space left on the device while writing {path}: {kept}; free some space and run "
+                "the command again (a training run continues with 'polypseg train --resume')"
+            ) from exc
         raise
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from polypseg.atomic import atomic_save
+from polypseg.errors import InputError
 from polypseg.models import build_model
 
 
@@ -56,7 +57,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or "polypseg" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not a polypseg checkpoint (no 'polypseg' metadata)")
+        raise InputError(f"{path} is not a polypseg checkpoint (no 'polypseg' metadata)")
     meta = ckpt["polypseg"]
     model = build_model(meta["model_name"], **meta["model_args"])
     state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from polypseg.errors import InputError
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -168,7 +170,7 @@ class Recipe(_Strict):
         return self
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """A recipe file or override that does not validate; the message says where and why."""
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from polypseg.errors import InputError
+
 PRECISIONS = ("auto", "32", "bf16", "16")
 _ALIASES = {
     "auto": "auto",
@@ -41,7 +43,7 @@ def parse_precision(value: object) -> str:
     """
     key = str(value).strip().lower() if isinstance(value, int | str) and not isinstance(value, bool) else None
     if key not in _ALIASES:
-        raise ValueError(
+        raise InputError(
             f"precision must be one of {', '.join(PRECISIONS)} (or Lightning's 32-true, bf16-mixed, 16-mixed); "
             f"got {value!r}"
         )

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from polypseg.errors import InputError
+
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if logits.shape != target.shape:
@@ -178,7 +180,7 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
 def build_loss(name: str, **kwargs: object) -> nn.Module:
     """Build a loss by name. Raises ``KeyError`` listing valid names for an unknown one."""
     if name not in LOSSES:
-        raise KeyError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
+        raise InputError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
     try:
         return LOSSES[name](**kwargs)
     except TypeError as exc:

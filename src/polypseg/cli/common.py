@@ -10,8 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from polypseg.cli.failure import DEBUG_KEY, PolypsegGroup
+from polypseg.errors import InputError
+
 app = typer.Typer(
-    help="Train, evaluate and run U-Net-family models for polyp segmentation.",
+    cls=PolypsegGroup,
+    help="Train, evaluate and run U-Net-family models for polyp segmentation. Exit codes: 0 done, "
+    "1 failure (diverged run, full disk, unexpected error), 2 bad input or usage, 130/143 interrupted "
+    "by SIGINT/SIGTERM (state saved).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -19,6 +25,18 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and generate data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the full traceback of an error (also: POLYPSEG_DEBUG=1).")
+    ] = False,
+) -> None:
+    if debug:
+        ctx.meta[DEBUG_KEY] = True
+
 
 DataOpt = Annotated[
     list[str] | None,
@@ -39,8 +57,7 @@ def labels(text: str | None) -> list[int] | None:
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
-        fail(ValueError(f"--foreground-labels takes integers separated by commas, got {text!r}"))
-        raise  # unreachable: _fail exits
+        raise InputError(f"--foreground-labels takes integers separated by commas, got {text!r}") from None
 
 
 def check_threshold(value: float | None) -> float | None:
@@ -59,12 +76,6 @@ def check_threshold(value: float | None) -> float | None:
             param_hint="'--threshold'",
         )
     return value
-
-
-def fail(exc: Exception) -> None:
-    console.print("[bold red]error:[/] ", end="")
-    console.print(str(exc), markup=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def print_summary(summary: dict, title: str) -> None:

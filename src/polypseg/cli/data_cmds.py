@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import console, data_app, fail, labels
+from polypseg.cli.common import console, data_app, labels
+from polypseg.errors import InputError
 
 
 @data_app.command("check")
@@ -22,12 +23,8 @@ def data_check(
     """Read every pair once; print counts per split, sizes, mask coverage and every problem.
     Exits 0 only when the data is usable."""
     from polypseg.data.check import check_data
-    from polypseg.data.errors import DataError
 
-    try:
-        r = check_data(paths, layout, labels(foreground_labels))
-    except DataError as exc:
-        fail(exc)
+    r = check_data(paths, layout, labels(foreground_labels))
     table = Table(title="pairs")
     table.add_column("source / split")
     table.add_column("pairs", justify="right")
@@ -62,7 +59,7 @@ def data_synthetic(
     from polypseg.data.synthetic import write_synthetic
 
     if out.exists():
-        fail(FileExistsError(f"{out} exists; choose a new folder"))
+        raise InputError(f"{out} exists; choose a new folder")
     write_synthetic(out, n=n, size=size, seed=seed)
     console.print(f"wrote {n} synthetic frames to {out}")
 
@@ -84,7 +81,7 @@ def data_cache(
     from polypseg.paths import cache_root
 
     if older_than is not None and not clear:
-        fail(ValueError("--older-than only applies with --clear"))
+        raise InputError("--older-than only applies with --clear")
     entries = clear_cache(older_than_days=older_than) if clear else list_cache()
     table = Table(title=f"{'removed from' if clear else 'cache'} {cache_root() / 'arrays'}")
     for col in ("entry", "size px", "pairs", "MB", "last used"):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import app, check_threshold, console, fail, labels, print_summary
+from polypseg.cli.common import app, check_threshold, console, labels, print_summary
 
 
 @app.command()
@@ -31,20 +31,16 @@ def evaluate(
 
     The run's own data is scored on its split.json split; data that shares no image with the run's
     training and validation images is an external set, scored whole; a mix is refused."""
-    from polypseg.data.errors import DataError
     from polypseg.evaluation.evaluate import evaluate as run_eval
 
-    try:
-        res = run_eval(run, data or None, split, out, threshold, tta, layout)
-        print_summary(res.summary, res.summary["selection"]["note"])
-        console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
-        if report:
-            from polypseg.report import make_report
+    res = run_eval(run, data or None, split, out, threshold, tta, layout)
+    print_summary(res.summary, res.summary["selection"]["note"])
+    console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
+    if report:
+        from polypseg.report import make_report
 
-            path = make_report(run, res.summary["split"], res.out_dir, data or None, layout, log=console.print)
-            console.print(f"report: {path}")
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        fail(exc)
+        path = make_report(run, res.summary["split"], res.out_dir, data or None, layout, log=console.print)
+        console.print(f"report: {path}")
 
 
 @app.command()
@@ -63,21 +59,17 @@ def report(
 ) -> None:
     """Write a self-contained report.html (figures embedded) for an evaluated split. Evaluates first when
     the split has no evaluation yet or its evaluation is of other data than --data (and says so)."""
-    from polypseg.data.errors import DataError
     from polypseg.report import make_report
 
-    try:
-        path = make_report(
-            run,
-            split,
-            None,
-            data or None,
-            layout=layout,
-            foreground_labels=labels(foreground_labels),
-            log=lambda msg: console.print(msg, markup=False, soft_wrap=True),
-        )
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        fail(exc)
+    path = make_report(
+        run,
+        split,
+        None,
+        data or None,
+        layout=layout,
+        foreground_labels=labels(foreground_labels),
+        log=lambda msg: console.print(msg, markup=False, soft_wrap=True),
+    )
     console.print(f"report: {path}")
 
 
@@ -97,10 +89,7 @@ def compare(
 
     from polypseg.evaluation.compare import compare as compare_evals
 
-    try:
-        r = compare_evals(a, b, split, metric)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(exc)
+    r = compare_evals(a, b, split, metric)
     direction = "higher" if r.higher_is_better else "lower"
     table = Table(title=f"{metric} ({direction} is better), {r.n_images} images, B - A")
     for col in ("A mean", "B mean", "B - A", f"{r.level:.0%} interval", "p (permutation)", "B / A better / tie"):

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import app, check_threshold, console, fail
+from polypseg.cli.common import app, check_threshold, console
 from polypseg.device import parse_precision
+from polypseg.errors import InputError
 
 
 @app.command()
@@ -37,17 +38,13 @@ def predict(
 ) -> None:
     """Write a 0/255 mask PNG (at each input's size) and an overlay PNG per image; inputs sharing a file
     stem get <stem>, <stem>_2, <stem>_3, ... in input order. The model is --model, or else the first input."""
-    from polypseg.data.errors import DataError
     from polypseg.inference.predict import predict as run_predict
 
     if model is None:
         if len(inputs) < 2:
-            fail(ValueError("give the model (--model NAME, or a run folder first) and at least one input"))
+            raise InputError("give the model (--model NAME, or a run folder first) and at least one input")
         model, inputs = str(inputs[0]), inputs[1:]
-    try:
-        written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision))
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        fail(exc)
+    written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision))
     console.print(f"wrote {len(written)} masks and overlays to {out}")
 
 
@@ -84,8 +81,5 @@ def export(
     """Export the model to ONNX (self-describing; predict and evaluate accept the .onnx file)."""
     from polypseg.inference.export import export_onnx
 
-    try:
-        path = export_onnx(run, out, opset)
-    except (ImportError, FileNotFoundError, ValueError) as exc:
-        fail(exc)
+    path = export_onnx(run, out, opset)
     console.print(f"exported {path}")

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from polypseg.cli.common import app, console, fail
+from polypseg.cli.common import app, console
 from polypseg.device import parse_precision
+from polypseg.errors import MissingExtraError
 
 #: Connections beyond the worker pool and its queue that uvicorn keeps open (the page, /health, uploads
 #: still arriving); past ``workers + max_queue + SPARE_CONNECTIONS`` uvicorn answers 503 itself.
@@ -56,25 +57,16 @@ def serve(
 
         from polypseg.serve import ServeSettings, create_app
     except ImportError:
-        fail(ImportError("polypseg serve needs the 'serve' extra: pip install -e '.[serve]'"))
-        return
-    try:
-        settings = ServeSettings(
-            workers=workers, max_queue=max_queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
-            timeout_s=timeout, api_key=api_key or None, precision=parse_precision(precision), tta=tta,
-        )  # fmt: skip
-    except ValueError as exc:
-        fail(exc)
-        return
+        raise MissingExtraError("polypseg serve needs the 'serve' extra: pip install -e '.[serve]'") from None
+    settings = ServeSettings(
+        workers=workers, max_queue=max_queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
+        timeout_s=timeout, api_key=api_key or None, precision=parse_precision(precision), tta=tta,
+    )  # fmt: skip
     if workers > 1:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))  # workers share the cores
-    try:
-        service = create_app(model, settings)
-    except (ImportError, FileNotFoundError, ValueError, KeyError) as exc:
-        fail(exc)
-        return
+    service = create_app(model, settings)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     _say(f"serving {model} at {url} ({workers} worker(s), queue {max_queue})")
     if _is_loopback(host):

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from polypseg.cli.common import DataOpt, app, console, fail, labels, print_summary, quiet_lightning
+from polypseg.cli.common import DataOpt, app, console, labels, print_summary, quiet_lightning
+from polypseg.errors import InputError
 
 #: ``train`` options that a resumed run takes from its frozen config.yaml and so refuses to change.
 FROZEN_ON_RESUME = (
@@ -61,59 +62,54 @@ def train(
     tune: Annotated[bool, typer.Option(help="Tune the threshold on validation after training.")] = True,
 ) -> None:
     """Train a model; writes config, split, checkpoints and metrics.csv into --out."""
-    from polypseg.config import RecipeError, load_recipe
-    from polypseg.data.errors import DataError
-    from polypseg.training import RunFolderError, fit
-    from polypseg.training.finetune import InitWeightsError
+    from polypseg.config import load_recipe
+    from polypseg.training import fit
 
     quiet_lightning()
     given = [recipe, data, size, batch_size, seed, precision, layout, fold, group_regex, group_csv,
              foreground_labels, init, init_partial or None, logger]  # fmt: skip
-    try:
-        rec = None
-        if resume:
-            changed = [name for name, value in zip(FROZEN_ON_RESUME, given, strict=True) if value]
-            if changed:
-                fail(ValueError(
-                    f"--resume continues the run with its frozen config.yaml; {', '.join(changed)} cannot change "
-                    "on resume (only --epochs and --max-minutes extend a run): drop them, or train into a new --out"
-                ))  # fmt: skip
-        elif not data:
-            fail(ValueError("give --data (or --resume to continue a run)"))
-        else:
-            overrides = {
-                "epochs": epochs,
-                "data.size": size,
-                "data.batch_size": batch_size,
-                "seed": seed,
-                "precision": precision,
-                "data.fold": fold,
-                "data.group_regex": group_regex,
-                "data.group_csv": group_csv,
-                "data.foreground_labels": labels(foreground_labels),
-                "init_weights": str(init) if init else None,
-                "init_strict": False if init_partial else None,
-            }
-            rec = load_recipe(recipe or "quick", overrides)
-        result = fit(
-            rec,
-            data or [],
-            out,
-            resume=resume,
-            devices=devices,
-            num_nodes=num_nodes,
-            accelerator=accelerator,
-            max_minutes=max_minutes,
-            layout=layout,
-            progress=progress,
-            epochs=epochs if resume else None,
-            loggers=logger or (),
-        )
-        if tune and result.is_global_zero:
-            sw = _tune(out, layout=layout)
-            console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
-    except (RecipeError, DataError, RunFolderError, FileNotFoundError, InitWeightsError, ValueError) as exc:
-        fail(exc)
+    rec = None
+    if resume:
+        changed = [name for name, value in zip(FROZEN_ON_RESUME, given, strict=True) if value]
+        if changed:
+            raise InputError(
+                f"--resume continues the run with its frozen config.yaml; {', '.join(changed)} cannot change "
+                "on resume (only --epochs and --max-minutes extend a run): drop them, or train into a new --out"
+            )
+    elif not data:
+        raise InputError("give --data (or --resume to continue a run)")
+    else:
+        overrides = {
+            "epochs": epochs,
+            "data.size": size,
+            "data.batch_size": batch_size,
+            "seed": seed,
+            "precision": precision,
+            "data.fold": fold,
+            "data.group_regex": group_regex,
+            "data.group_csv": group_csv,
+            "data.foreground_labels": labels(foreground_labels),
+            "init_weights": str(init) if init else None,
+            "init_strict": False if init_partial else None,
+        }
+        rec = load_recipe(recipe or "quick", overrides)
+    result = fit(
+        rec,
+        data or [],
+        out,
+        resume=resume,
+        devices=devices,
+        num_nodes=num_nodes,
+        accelerator=accelerator,
+        max_minutes=max_minutes,
+        layout=layout,
+        progress=progress,
+        epochs=epochs if resume else None,
+        loggers=logger or (),
+    )
+    if tune and result.is_global_zero:
+        sw = _tune(out, layout=layout)
+        console.print(f"threshold tuned on validation: {sw.best:.3f} (stored in best.ckpt)")
     console.print(
         f"[bold green]done[/]: {result.epochs_done} epochs, best validation Dice {result.best_val_dice:.4f} "
         f"(epoch {result.best_epoch}); run folder {result.run_dir}"
@@ -134,12 +130,7 @@ def tune(
     tta: Annotated[bool, typer.Option("--tta", help="Tune for flip test-time augmentation (stored with it).")] = False,
 ) -> None:
     """Choose the decision threshold on the run's VALIDATION images and store it in the checkpoint."""
-    from polypseg.data.errors import DataError
-
-    try:
-        sw = _tune(run, data, beta, tta)
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        fail(exc)
+    sw = _tune(run, data, beta, tta)
     i = int(abs(sw.thresholds - sw.best).argmin())
     j = int(abs(sw.thresholds - 0.5).argmin())
     console.print(
@@ -172,10 +163,10 @@ def demo(
     marker = out / DEMO_MARKER
     if out.exists() and any(out.iterdir()):
         if not marker.exists():
-            fail(FileExistsError(
+            raise InputError(
                 f"{out} exists and was not made by 'polypseg demo' (no {DEMO_MARKER} in it): nothing was removed. "
                 "Choose another --out, or remove the folder yourself"
-            ))  # fmt: skip
+            )
         console.print(f"removing the previous demo run in {out}")
         shutil.rmtree(out)
     data = [f"synthetic:n={n},size={size}"]

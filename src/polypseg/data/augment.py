@@ -18,6 +18,8 @@ from __future__ import annotations
 import albumentations as A
 import cv2
 
+from polypseg.errors import InputError
+
 PRESETS = ("none", "flips", "seed", "strong")
 
 
@@ -71,5 +73,5 @@ def build_augment(preset: str, size: int) -> A.Compose:
             ),
         ]
     else:
-        raise KeyError(f"unknown augmentation preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise InputError(f"unknown augmentation preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     return A.Compose(ts)

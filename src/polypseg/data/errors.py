@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from polypseg.errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError):
     """One or more problems with the input data.
 
     ``problems`` holds one line per problem, each naming the file it concerns; the message lists them.

@@ -11,6 +11,7 @@ import numpy as np
 from polypseg.atomic import atomic_write_text
 from polypseg.data.errors import DataError
 from polypseg.data.sample import SPLITS, Sample
+from polypseg.errors import InputError
 
 
 def _group_order(samples: Sequence[Sample], seed: int) -> list[list[str]]:
@@ -43,9 +44,9 @@ def parse_fold(fold: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(x) for x in str(fold).split("/"))
     except ValueError:
-        raise ValueError(f"fold must look like k/K (e.g. 1/5), got {fold!r}") from None
+        raise InputError(f"fold must look like k/K (e.g. 1/5), got {fold!r}") from None
     if not (n >= 2 and 1 <= k <= n):
-        raise ValueError(f"fold {fold!r}: need K >= 2 and 1 <= k <= K")
+        raise InputError(f"fold {fold!r}: need K >= 2 and 1 <= k <= K")
     return k, n
 
 
@@ -68,7 +69,7 @@ def make_split(
     Returns ``{"train": [ids], "val": [ids], "test": [ids]}`` with ids sorted.
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"bad split fractions val={val_fraction} test={test_fraction}")
+        raise InputError(f"bad split fractions val={val_fraction} test={test_fraction}")
     folds = parse_fold(fold)
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
     free = [s for s in samples if s.split is None]

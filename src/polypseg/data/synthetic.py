@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from polypseg.errors import InputError
 from polypseg.paths import cache_root
 
 
@@ -58,7 +59,7 @@ def render_frame(seed: int, index: int, size: int = 256) -> tuple[np.ndarray, np
         ``(image, mask)``: ``uint8`` RGB ``(size, size, 3)`` and ``uint8`` ``(size, size)`` in {0, 1}.
     """
     if size < 32:
-        raise ValueError(f"synthetic frames need size >= 32, got {size}")
+        raise InputError(f"synthetic frames need size >= 32, got {size}")
     rng = np.random.default_rng([seed, index])
     s = size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
@@ -152,7 +153,7 @@ def write_synthetic(root: str | Path, n: int = 400, size: int = 256, seed: int =
     """
     root = Path(root)
     if n < 10:
-        raise ValueError(f"the synthetic set needs n >= 10 frames, got {n}")
+        raise InputError(f"the synthetic set needs n >= 10 frames, got {n}")
     counts = {k: round(v * n) for k, v in SPLIT_SIZES.items()}
     counts["train"] = n - counts["val"] - counts["test"]
     root.parent.mkdir(parents=True, exist_ok=True)

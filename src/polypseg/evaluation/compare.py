@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from polypseg.errors import InputError
 from polypseg.evaluation.stats import PairedComparison, paired_comparison
 
 METRICS = (
@@ -49,11 +50,11 @@ def read_scores(path: Path, metric: str) -> dict[str, float]:
         reader = csv.DictReader(fh)
         cols = reader.fieldnames or []
         if "id" not in cols or metric not in cols:
-            raise ValueError(f"{path} has no 'id' and '{metric}' columns (it has {', '.join(cols)})")
+            raise InputError(f"{path} has no 'id' and '{metric}' columns (it has {', '.join(cols)})")
         scores: dict[str, float] = {}
         for row in reader:
             if row["id"] in scores:
-                raise ValueError(f"{path}: image {row['id']} appears twice")
+                raise InputError(f"{path}: image {row['id']} appears twice")
             scores[row["id"]] = float(row[metric])
     return scores
 
@@ -70,13 +71,13 @@ def compare(a: str | Path, b: str | Path, split: str = "test", metric: str = "di
         ValueError: unknown metric, or the two evaluations did not score the same images.
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+        raise InputError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     pa, pb = per_image_csv(a, split), per_image_csv(b, split)
     sa, sb = read_scores(pa, metric), read_scores(pb, metric)
     only_a, only_b = sorted(sa.keys() - sb.keys()), sorted(sb.keys() - sa.keys())
     if only_a or only_b:
         example = (only_a or only_b)[0]
-        raise ValueError(
+        raise InputError(
             f"{pa} scores {len(sa)} images and {pb} {len(sb)}; {len(only_a)} only in the first, {len(only_b)} "
             f"only in the second (e.g. {example}): evaluate both on the same data and split"
         )

@@ -28,6 +28,7 @@ from polypseg.data.fingerprint import fingerprints
 from polypseg.data.sample import SPLITS, Sample
 from polypseg.data.sources import discover_all
 from polypseg.data.split import load_split
+from polypseg.errors import InputError
 from polypseg.paths import RunPaths
 
 
@@ -107,7 +108,7 @@ def select_samples(samples: Sequence[Sample], split: str | None, run_dir: Path |
             is empty, or a split asked of external data that has no such predefined split.
     """
     if split is not None and split not in (*SPLITS, "all"):
-        raise ValueError(f"split must be train, val, test or all, got {split!r}")
+        raise InputError(f"split must be train, val, test or all, got {split!r}")
     if run_dir is None or not RunPaths(run_dir).split.exists():
         return _external(samples, split, "unchecked", "the model has no run folder, so overlap with its "
                          "training images was not checked")  # fmt: skip
@@ -183,7 +184,7 @@ def default_data(data: Sequence[str] | None, run_dir: Path | None) -> Sequence[s
     if data:
         return data
     if run_dir is None:
-        raise ValueError("give --data: the checkpoint is not inside a run folder that names its data")
+        raise InputError("give --data: the checkpoint is not inside a run folder that names its data")
     return yaml.safe_load(RunPaths(run_dir).config.read_text())["data"]
 
 

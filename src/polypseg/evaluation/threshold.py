@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polypseg.errors import InputError
 from polypseg.evaluation.metrics import metrics_from_counts, ratio
 
 DEFAULT_THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 4)
@@ -74,7 +75,7 @@ class SweepAccumulator:
 
     def result(self) -> ThresholdSweep:
         if self.n == 0:
-            raise ValueError("no images to sweep thresholds on")
+            raise InputError("no images to sweep thresholds on")
         m = {k: v / self.n for k, v in self.sums.items()}
         best = float(self.t[choose_threshold_index(self.t, m["fbeta"], self.tolerance)])
         return ThresholdSweep(self.t, m["dice"], m["precision"], m["recall"], m["fbeta"], self.beta, best)
@@ -92,7 +93,7 @@ class SweepAccumulator:
             used for each fold.
         """
         if self.n < folds:
-            raise ValueError(f"cross-tuning with {folds} folds needs at least {folds} images, got {self.n}")
+            raise InputError(f"cross-tuning with {folds} folds needs at least {folds} images, got {self.n}")
         fold_of = np.arange(self.n) % folds
         scores = np.stack(self.fbeta_per_image)  # (N, T)
         chosen = [choose_threshold_index(self.t, scores[fold_of != k].mean(0), self.tolerance) for k in range(folds)]

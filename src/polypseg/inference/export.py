@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from polypseg.atomic import atomic_save
+from polypseg.errors import MissingExtraError
 from polypseg.zoo import load_model, resolve_model
 
 META_KEY = "polypseg"
@@ -28,7 +29,7 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path, opset: int = 18) -> Pa
     try:
         import onnx
     except ImportError as exc:
-        raise ImportError("ONNX export needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
+        raise MissingExtraError("ONNX export needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
     source = resolve_model(run_or_ckpt)
     model, model_meta = load_model(source)
     size = int(model_meta["preprocess"]["size"])
@@ -68,4 +69,4 @@ def read_onnx_meta(path: str | Path) -> dict:
     for prop in proto.metadata_props:
         if prop.key == META_KEY:
             return json.loads(prop.value)
-    raise ValueError(f"{path} has no polypseg metadata: export it with 'polypseg export'")
+    raise MissingExtraError(f"{path} has no polypseg metadata: export it with 'polypseg export'")

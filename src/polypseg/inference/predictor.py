@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from polypseg.device import autocast_dtype, resolve_precision
+from polypseg.errors import MissingExtraError
 from polypseg.preprocess import normalise, resize_image, resize_probability
 from polypseg.zoo import load_model, resolve_model
 
@@ -88,7 +89,7 @@ class Predictor:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ImportError("running .onnx models needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
+            raise MissingExtraError("running .onnx models needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
         from polypseg.inference.export import read_onnx_meta
 
         meta = read_onnx_meta(path)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from polypseg.errors import InputError
 from polypseg.models.attention_unet import AttentionUNet
 from polypseg.models.unet import UNet
 
@@ -29,7 +30,7 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
         TypeError: for an argument the model does not take; the message lists the valid ones.
     """
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
+        raise InputError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
     factory = MODELS[name]
     valid = set(inspect.signature(UNet.__init__).parameters) - {"self"}
     unknown = set(kwargs) - valid

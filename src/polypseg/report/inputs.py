@@ -17,6 +17,7 @@ from typing import Any
 
 from polypseg.data.sample import Sample
 from polypseg.data.sources import discover_all, parse_synthetic_spec
+from polypseg.errors import InputError
 from polypseg.inference.predictor import Predictor
 
 
@@ -77,7 +78,7 @@ def report_inputs(
     scored_labels = _labels(summary.get("foreground_labels", recipe_labels)) if summary else recipe_labels
     labels = _labels(foreground_labels)
     if labels is not None and labels != scored_labels:
-        raise ValueError(
+        raise InputError(
             f"--foreground-labels {','.join(map(str, labels))} differ from the labels the evaluation scores "
             f"masks with ({', '.join(map(str, scored_labels)) if scored_labels else 'none: binary masks'}, from "
             "the checkpoint's recipe); the report would show other masks than were scored: leave the option out "
@@ -114,7 +115,7 @@ def report_inputs(
         missing = _missing_ids(eval_dir, samples)
         if missing:
             how = f" with --layout {layout}" if layout else ""
-            raise ValueError(
+            raise InputError(
                 f"{len(missing)} evaluated images (e.g. {missing[0]}) are not in {', '.join(summary['data'])} as "
                 f"read{how}: check --data and --layout"
             )

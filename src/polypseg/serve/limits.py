@@ -10,6 +10,8 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from polypseg.errors import InputError
+
 #: Default pixel limit of one upload: 40 megapixels (an 8K frame is 33 MP).
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Room for multipart boundaries and part headers above the file's own size limit (bytes).
@@ -53,11 +55,11 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise InputError(f"workers must be at least 1, got {self.workers}")
         if self.max_queue < 0:
-            raise ValueError(f"max_queue must be 0 or more, got {self.max_queue}")
+            raise InputError(f"max_queue must be 0 or more, got {self.max_queue}")
         if self.max_upload_mb <= 0 or self.max_pixels <= 0 or self.timeout_s <= 0:
-            raise ValueError("max_upload_mb, max_pixels and timeout_s must be positive")
+            raise InputError("max_upload_mb, max_pixels and timeout_s must be positive")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -14,10 +14,11 @@ from torch import nn
 
 from polypseg import zoo
 from polypseg.config import Recipe
+from polypseg.errors import InputError
 from polypseg.models import build_model
 
 
-class InitWeightsError(ValueError):
+class InitWeightsError(InputError):
     """A weights file that cannot initialise the model (not a state dict, or tensors that do not fit)."""
 
 

@@ -25,6 +25,7 @@ from polypseg.data.groups import apply_groups
 from polypseg.data.sources import discover_all
 from polypseg.data.split import load_split, make_split, write_split
 from polypseg.device import device_type, lightning_precision, resolve_precision
+from polypseg.errors import InputError, MissingExtraError
 from polypseg.paths import DEMO_MARKER, RunPaths, read_metrics
 from polypseg.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from polypseg.training.budget import TrainingBudget
@@ -34,7 +35,7 @@ from polypseg.training.module import SegModule
 from polypseg.training.recorder import RunRecorder
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(InputError):
     """The output folder is in a state that would lose or mix results."""
 
 
@@ -68,7 +69,7 @@ def _build_loggers(names: Sequence[str], run_dir: Path) -> list[Any]:
     """Lightning loggers writing into the run folder: ``tensorboard/`` and ``mlruns/`` (a local MLflow store)."""
     unknown = sorted(set(names) - set(LOGGERS))
     if unknown:
-        raise ValueError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
+        raise MissingExtraError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
     out: list[Any] = []
     try:
         if "tensorboard" in names:
@@ -85,7 +86,7 @@ def _build_loggers(names: Sequence[str], run_dir: Path) -> list[Any]:
             out.append(MLFlowLogger(experiment_name="polypseg", run_name=run_dir.name, tracking_uri=uri))
     except ModuleNotFoundError as exc:
         extra = "tensorboard" if "tensorboard" in str(exc) else "mlflow"
-        raise ValueError(f"--logger {extra} needs the '{extra}' extra: pip install -e '.[{extra}]'") from None
+        raise MissingExtraError(f"--logger {extra} needs the '{extra}' extra: pip install -e '.[{extra}]'") from None
     return out
 
 

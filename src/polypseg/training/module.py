@@ -12,6 +12,7 @@ from torch import nn
 
 from polypseg.config import Recipe
 from polypseg.data.datamodule import epoch_seed
+from polypseg.errors import TrainingFailedError
 from polypseg.evaluation.metrics import dice_iou
 from polypseg.losses import build_loss
 from polypseg.models import build_model
@@ -105,7 +106,7 @@ class SegModule(pl.LightningModule):
         x, y = self.rescale_batch(*batch)
         loss = self._loss(self(self._prep(x)), y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise TrainingFailedError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
                 "lower the learning rate or use precision 32"
             )
