@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from polypseg.errors import EXIT_BAD_INPUT, EXIT_FAILURE, PolypsegError
+from polypseg.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_SIGINT, PolypsegError, RunInterruptedError
 from polypseg.paths import cache_root
 
 #: ``typer.Context.meta`` key set by ``polypseg --debug``.
@@ -91,7 +91,9 @@ def classify(exc: BaseException) -> tuple[int, str, bool]:
 def report_failure(exc: BaseException) -> int:
     """Print ``exc`` the way the user should see it and return the exit code."""
     code, message, unexpected = classify(exc)
-    err_console.print("[bold red]error:[/] ", end="")
+    err_console.print(
+        "[bold yellow]stopped:[/] " if isinstance(exc, RunInterruptedError) else "[bold red]error:[/] ", end=""
+    )
     err_console.print(message, markup=False, soft_wrap=True, highlight=False)
     if unexpected:
         log = write_traceback_log(exc)
@@ -112,6 +114,14 @@ class PolypsegGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: Typer prints them, exit 2
             raise
+        except KeyboardInterrupt:
+            if debug_requested(ctx):
+                raise
+            err_console.print(
+                "[bold yellow]stopped:[/] interrupted (Ctrl-C); files are written atomically, so none is "
+                "half-written; run the command again (a training run: 'polypseg train --resume')"
+            )
+            raise typer.Exit(code=EXIT_SIGINT) from None
         except Exception as exc:
             if debug_requested(ctx):
                 raise

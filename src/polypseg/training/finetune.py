@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from polypseg import zoo
+from polypseg.checkpoint import read_torch_file
 from polypseg.config import Recipe
 from polypseg.errors import InputError
 from polypseg.models import build_model
@@ -59,6 +60,7 @@ def fitting_tensors(
         FileNotFoundError: ``path`` does not exist.
         InitWeightsError: the file holds no state dict, or (strict) tensors are missing or differ in shape;
             the message names the file and up to five such tensors.
+        InputError: the file is empty, truncated, corrupt, or a pickle of Python objects (never unpickled).
     """
     shipped = zoo.find(str(path)) if not Path(path).exists() else None
     path = shipped.weights if shipped is not None else Path(path)
@@ -68,9 +70,17 @@ def fitting_tensors(
             f"init_weights file {path} does not exist (a local file, or a shipped model name: {names})"
         )
     if path.suffix == ".safetensors":
-        source = zoo.read_tensors(path)
+        from safetensors import SafetensorError
+
+        try:
+            source = zoo.read_tensors(path)
+        except (SafetensorError, OSError, ValueError) as exc:  # a truncated or corrupt file
+            raise InitWeightsError(
+                f"init_weights file {path} cannot be read: the .safetensors file is truncated or corrupt "
+                f"({str(exc).strip() or type(exc).__name__}). Copy it again, or use another file"
+            ) from None
     else:
-        source = _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
+        source = _state_dict_of(read_torch_file(path, what="init_weights file"), path)
     match = {k: v for k, v in source.items() if k in target and v.shape == target[k].shape}
     missing = [k for k in target if k not in source]
     wrong = [

@@ -4,9 +4,9 @@ driven by Lightning's Trainer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +20,21 @@ from polypseg import zoo
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe
 from polypseg.data.datamodule import SegDataModule
-from polypseg.data.fingerprint import fingerprints
 from polypseg.data.groups import apply_groups
 from polypseg.data.sources import discover_all
-from polypseg.data.split import load_split, make_split, write_split
+from polypseg.data.split import load_split, make_split
 from polypseg.device import device_type, lightning_precision, resolve_precision
-from polypseg.errors import InputError, MissingExtraError
-from polypseg.paths import DEMO_MARKER, RunPaths, read_metrics
+from polypseg.errors import TrainingFailedError
+from polypseg.paths import RunPaths, read_metrics
 from polypseg.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from polypseg.training.budget import TrainingBudget
-from polypseg.training.env import env_info
 from polypseg.training.finetune import read_init_weights
+from polypseg.training.folder import RunFolderError, prepare_folder, write_run_files
+from polypseg.training.interrupt import StopOnSignal
+from polypseg.training.lock import run_lock
+from polypseg.training.loggers import build_loggers
 from polypseg.training.module import SegModule
 from polypseg.training.recorder import RunRecorder
-
-
-class RunFolderError(InputError):
-    """The output folder is in a state that would lose or mix results."""
 
 
 @dataclass
@@ -58,77 +56,12 @@ class RunResult:
         return RunPaths(self.run_dir).checkpoint("last")
 
 
-#: Experiment loggers besides metrics.csv (always written): Lightning's own, each an optional extra.
-LOGGERS = ("csv", "tensorboard", "mlflow")
-#: What a run folder may hold before its first checkpoint; such a folder (a run that failed early) can
-#: be started again without --resume.
-_EARLY_FILES = {"config.yaml", "split.json", "env.json", "metrics.csv", "checkpoints", "tensorboard", "mlruns"}
-
-
-def _build_loggers(names: Sequence[str], run_dir: Path) -> list[Any]:
-    """Lightning loggers writing into the run folder: ``tensorboard/`` and ``mlruns/`` (a local MLflow store)."""
-    unknown = sorted(set(names) - set(LOGGERS))
-    if unknown:
-        raise MissingExtraError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
-    out: list[Any] = []
-    try:
-        if "tensorboard" in names:
-            from lightning.pytorch.loggers import TensorBoardLogger
-
-            out.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-        if "mlflow" in names:
-            from lightning.pytorch.loggers import MLFlowLogger
-
-            # a local mlruns/ folder, as the MLflow UI reads it (``mlflow ui --backend-store-uri RUN/mlruns``);
-            # MLflow 3 keeps its file store for reading and writing but asks for this opt-in
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (run_dir / "mlruns").resolve().as_uri()
-            out.append(MLFlowLogger(experiment_name="polypseg", run_name=run_dir.name, tracking_uri=uri))
-    except ModuleNotFoundError as exc:
-        extra = "tensorboard" if "tensorboard" in str(exc) else "mlflow"
-        raise MissingExtraError(f"--logger {extra} needs the '{extra}' extra: pip install -e '.[{extra}]'") from None
-    return out
-
-
 def is_global_zero(**trainer_kwargs: Any) -> bool:
     """Whether this process is global rank 0 of the launch ``trainer_kwargs`` describe, as Lightning reads it
     from the environment (torchrun's RANK, SLURM's SLURM_PROCID, Lightning's own launcher): only rank 0
     writes the run folder."""
     probe = pl.Trainer(**trainer_kwargs, logger=False, enable_progress_bar=False, enable_model_summary=False)
     return bool(probe.is_global_zero)
-
-
-def _prepare_folder(run: RunPaths, resume: bool) -> None:
-    """Refuse to mix runs: a new run needs an empty folder, or one whose earlier run stopped before its
-    first checkpoint (its files are removed and the run starts again); resume needs ``last.ckpt``."""
-    if resume:
-        if not run.checkpoint("last").exists():
-            raise RunFolderError(
-                f"nothing to resume: {run.checkpoint('last')} does not exist "
-                f"(start the run again without --resume, or check --out)"
-            )
-        return
-    if not run.root.exists() or not any(run.root.iterdir()):
-        return
-    names = {p.name for p in run.root.iterdir()} - {DEMO_MARKER}
-    has_ckpt = any(run.checkpoints.glob("*.ckpt")) if run.checkpoints.is_dir() else False
-    if names <= _EARLY_FILES and not has_ckpt:
-        for name in names:
-            target = run.root / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        return
-    raise RunFolderError(f"{run.root} already holds files; pass --resume to continue that run or choose a new --out")
-
-
-def _frozen_config(recipe: Recipe, data: Sequence[str], layout: str | None, max_minutes: float | None,
-                   loggers: Sequence[str]) -> dict[str, Any]:  # fmt: skip
-    return {
-        "recipe": recipe.model_dump(mode="json"),
-        "data": [str(d) for d in data],
-        "layout": layout,
-        "max_minutes": max_minutes,
-        "loggers": list(loggers),
-    }
 
 
 def fit(
@@ -193,8 +126,41 @@ def fit(
     trainer_kwargs = {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
                       "strategy": "ddp" if distributed else "auto"}  # fmt: skip
     rank0 = is_global_zero(**trainer_kwargs)
-    if rank0:
-        _prepare_folder(run, resume)
+    created = not run.root.exists()
+    guard = StopOnSignal(run.root, lambda: recorder.saved_epoch if recorder is not None else -1)
+    recorder: RunRecorder | None = None
+    guard.install()
+    try:
+        with run_lock(run.root) if rank0 else contextlib.nullcontext():
+            if rank0:
+                prepare_folder(run, resume)
+            recorder = RunRecorder(run.root)
+            return _train(run, recipe, data, resume, trainer_kwargs, rank0, max_minutes, layout, progress,
+                          loggers, recorder, guard, num_nodes, accelerator, devices)  # fmt: skip
+    finally:
+        guard.restore()
+        if created and run.root.is_dir() and not any(run.root.iterdir()):
+            run.root.rmdir()  # bad data or options: leave no empty run folder behind
+
+
+def _train(
+    run: RunPaths,
+    recipe: Recipe | None,
+    data: Sequence[str],
+    resume: bool,
+    trainer_kwargs: dict[str, Any],
+    rank0: bool,
+    max_minutes: float | None,
+    layout: str | None,
+    progress: bool,
+    loggers: Sequence[str],
+    recorder: RunRecorder,
+    guard: StopOnSignal,
+    num_nodes: int,
+    accelerator: str,
+    devices: int,
+) -> RunResult:
+    """The body of :func:`fit` once the run folder is locked and prepared."""
     if recipe is None:
         raise RunFolderError(f"nothing to resume: {run.config} does not exist")
     if not resume:
@@ -232,14 +198,13 @@ def fit(
     )  # fmt: skip
     dm.setup("fit")  # read and cache every pair (raising DataError for any bad one) before writing a file
     if rank0:
-        _write_run_files(run, recipe, data, layout, max_minutes, loggers, split, samples, resume, init)
+        write_run_files(run, recipe, data, layout, max_minutes, loggers, split, samples, resume, init)
 
     budget = TrainingBudget(max_minutes * 60 if max_minutes else None)
     module = SegModule(recipe, preprocess, budget_fraction=budget.fraction if max_minutes else None)
     if init is not None:
         module.model.load_state_dict(init[0], strict=False)
-    recorder = RunRecorder(run.root)
-    callbacks: list[pl.Callback] = [budget, recorder]  # budget first: it counts the epoch before the save
+    callbacks: list[pl.Callback] = [budget, recorder, guard]  # budget first: it counts the epoch before the save
     if recipe.ema_decay is not None:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
@@ -252,7 +217,7 @@ def fit(
         **trainer_kwargs,
         precision=lightning_precision(resolve_precision(recipe.precision, accelerator)),
         max_epochs=recipe.epochs,
-        logger=_build_loggers(loggers, run.root) or False,
+        logger=build_loggers(loggers, run.root) or False,
         callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=progress,
@@ -265,7 +230,13 @@ def fit(
         default_root_dir=str(run.root),
     )
     last = run.checkpoint("last")
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    except TrainingFailedError as exc:
+        kept = (f"the last good checkpoint (epoch {recorder.saved_epoch}) is {last}; continue from it with "
+                f"'polypseg train --resume --out {run.root}' after fixing the cause, or start a new run"
+                if recorder.saved_epoch >= 0 else "no epoch had finished, so no checkpoint was written")  # fmt: skip
+        raise TrainingFailedError(f"{exc}; {kept}") from None
     if recorder.saved_epoch < 0 and trainer.global_step > 0:
         # The time budget ran out inside the first epoch, before any validation: validate the partly
         # trained model once so the run still has its checkpoints and a metrics row.
@@ -283,34 +254,3 @@ def fit(
         atomic_write_text(run.env, json.dumps(env, indent=1))
     rows = read_metrics(run.root) if run.metrics.exists() else []
     return RunResult(run.root, recorder.best, recorder.best_epoch, len(rows), trainer.is_global_zero)
-
-
-def _write_run_files(
-    run: RunPaths,
-    recipe: Recipe,
-    data: Sequence[str],
-    layout: str | None,
-    max_minutes: float | None,
-    loggers: Sequence[str],
-    split: dict[str, list[str]],
-    samples: Sequence,
-    resume: bool,
-    init: tuple[dict[str, torch.Tensor], dict[str, int]] | None,
-) -> None:
-    """``config.yaml``, ``split.json`` (with each image's content fingerprint) and ``env.json``, written
-    by rank 0 once the data are known to be readable. A resume rewrites ``config.yaml`` only (it may
-    extend epochs or the budget) and appends its environment to ``env.json``."""
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config, yaml.safe_dump(_frozen_config(recipe, data, layout, max_minutes, loggers),
-                                                 sort_keys=False))  # fmt: skip
-    if not resume or not run.split.exists():
-        write_split(run.split, split, {"seed": recipe.seed, "data": [str(d) for d in data],
-                                       "fingerprints": fingerprints(samples)})  # fmt: skip
-    if resume and run.env.exists():
-        env = json.loads(run.env.read_text())
-        env.setdefault("resumes", []).append(env_info())
-    else:
-        env = env_info()
-    if init is not None:
-        env["init_weights"] = {"path": recipe.init_weights, **init[1]}
-    atomic_write_text(run.env, json.dumps(env, indent=1))

@@ -107,8 +107,9 @@ class SegModule(pl.LightningModule):
         loss = self._loss(self(self._prep(x)), y)
         if not torch.isfinite(loss):
             raise TrainingFailedError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
-                "lower the learning rate or use precision 32"
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} (optimiser step "
+                f"{self.global_step}): the run stopped; lower the learning rate (recipe optimizer.lr) or train in "
+                "fp32 (--precision 32)"
             )
         self._acc("train_loss", loss * x.shape[0])
         self._acc("train_n", torch.tensor(x.shape[0]))

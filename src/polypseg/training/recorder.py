@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 
-from polypseg.atomic import atomic_open
+from polypseg.atomic import atomic_open, atomic_save
 from polypseg.paths import METRIC_COLUMNS, RunPaths
 
 
@@ -42,13 +41,10 @@ class RunRecorder(pl.Callback):
         self._t0 = time.perf_counter()
 
     def _save(self, trainer: pl.Trainer, name: str) -> None:
-        path = RunPaths(self.run_dir).checkpoint(name)
-        tmp = path.with_name(f".{name}.tmp.ckpt")
-        trainer.save_checkpoint(tmp, weights_only=False)  # full state; collective: rank 0 writes, barrier
-        if trainer.is_global_zero:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+        save_checkpoint(trainer, RunPaths(self.run_dir).checkpoint(name))
+        if name == "last" and trainer.is_global_zero:
+            # the weights of an interrupted epoch are outdated once a later epoch has finished
+            RunPaths(self.run_dir).checkpoint("interrupted").unlink(missing_ok=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -71,6 +67,18 @@ class RunRecorder(pl.Callback):
             rec["seconds"] = time.perf_counter() - self._t0
             path = RunPaths(self.run_dir).metrics
             _write_metrics(path, [*_read_rows(path), rec])
+
+
+def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
+    """The trainer's full state (weights, optimiser, schedules, callbacks) to ``path``, atomically.
+
+    Collective: every rank calls it (Lightning's barrier), rank 0 writes. A failed write (a full disk)
+    leaves the previous file at ``path`` intact and raises :class:`~polypseg.errors.DiskFullError`.
+    """
+    if trainer.is_global_zero:
+        atomic_save(path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
+    else:
+        trainer.save_checkpoint(path, weights_only=False)  # writes nothing on this rank
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
