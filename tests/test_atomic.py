@@ -45,3 +45,22 @@ def test_a_library_writer_that_fails_keeps_the_previous_file(tmp_path: Path) -> 
     assert isinstance(caught.value, OSError)  # still an OSError for callers that catch those
     assert torch.load(target, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_an_image_written_atomically_reads_back_and_a_failed_encode_keeps_the_old_file(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from polypseg.atomic import atomic_write_image
+
+    target = tmp_path / "case0_best.png"
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    atomic_write_image(target, rgb)
+    assert cv2.imread(str(target))[..., ::-1].tolist() == rgb.tolist()  # RGB in, RGB back
+    with pytest.raises(ValueError, match="could not encode"):
+        atomic_write_image(target.with_suffix(".nosuchformat"), rgb)
+    with pytest.raises(ValueError, match="could not encode"):  # an array PNG cannot hold: nothing replaced
+        atomic_write_image(target, np.zeros((4, 6, 7), np.float64))
+    assert cv2.imread(str(target))[..., ::-1].tolist() == rgb.tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case0_best.png"]

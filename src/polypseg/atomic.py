@@ -62,6 +62,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         fh.write(data)
 
 
+def atomic_write_image(path: str | Path, image: Any) -> None:
+    """Encode ``image`` (uint8 (H, W, 3) RGB or (H, W) grey) in the format ``path``'s suffix names (PNG,
+    JPEG, ...) and write it atomically.
+
+    Raises:
+        ValueError: the image cannot be encoded in that format.
+    """
+    import cv2  # here, so that importing polypseg.atomic stays light
+    import numpy as np
+
+    arr = np.asarray(image)
+    bgr = arr[..., ::-1] if arr.ndim == 3 else arr
+    try:
+        ok, encoded = cv2.imencode(Path(path).suffix or ".png", np.ascontiguousarray(bgr))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"could not encode a {arr.dtype} {arr.shape} image as {Path(path).suffix} for {path}")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
 def atomic_save(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Atomically write a file that a library writes by path (``torch.save``, ``cv2.imwrite``, ...):
     ``writer(tmp)`` writes a temporary path beside ``path`` (same suffix), which is fsynced and renamed."""

@@ -87,6 +87,7 @@ def compare(
     sign-flip permutation p-value. Run `polypseg evaluate` on both first."""
     import json
 
+    from polypseg.atomic import atomic_write_text
     from polypseg.evaluation.compare import compare as compare_evals
 
     r = compare_evals(a, b, split, metric)
@@ -112,5 +113,5 @@ def compare(
     )
     console.print(f"A = {a}\nB = {b}", markup=False, soft_wrap=True)
     if json_out is not None:
-        json_out.write_text(json.dumps({"a": str(a), "b": str(b), "split": split, **r.to_dict()}, indent=1))
+        atomic_write_text(json_out, json.dumps({"a": str(a), "b": str(b), "split": split, **r.to_dict()}, indent=1))
         console.print(f"written: {json_out}")

@@ -11,10 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from polypseg.atomic import atomic_save
+
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from polypseg.atomic import atomic_write_text
 from polypseg.checkpoint import run_dir_of
 from polypseg.evaluation.metrics import METRIC_NAMES
 from polypseg.report import figures
@@ -195,5 +196,5 @@ def make_report(
         "</body></html>",
     ]
     out = eval_dir / "report.html"
-    out.write_text("\n".join(parts))
+    atomic_write_text(out, "\n".join(parts))
     return out

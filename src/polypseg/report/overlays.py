@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from polypseg.atomic import atomic_write_image
 from polypseg.data.sources import Sample, read_sample
 from polypseg.inference.overlay import overlay
 from polypseg.inference.predictor import Predictor
@@ -58,6 +59,6 @@ def render_cases(
         image, gt = read_sample(sample)
         pred = next(predictor.predict_mask([image]))
         path = out_dir / f"case{k}_{kind}.png"
-        cv2.imwrite(str(path), case_panel(image, gt, pred)[..., ::-1])
+        atomic_write_image(path, case_panel(image, gt, pred))
         written.append((kind, row, path))
     return written
