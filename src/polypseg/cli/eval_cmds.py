@@ -9,30 +9,52 @@ import typer
 from rich.table import Table
 
 from polypseg.cli.common import app, check_threshold, console, labels, print_summary
+from polypseg.errors import InputError
 
 
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder, checkpoint file or .onnx file.")],
-    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Data (default: the run's). Repeat, or give a TestDataset/ folder, for "
+            "several external test sets, each scored on its own, with a table over them.",
+        ),
+    ] = None,
     split: Annotated[
         str | None,
         typer.Option(help="train, val, test or all (default: the run's test split, or external data whole)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/eval/SPLIT or RUN/eval/NAME).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default RUN/eval/SPLIT, RUN/eval/NAME or RUN/eval/A+B+...).")
+    ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Override the checkpoint's threshold (0 < t < 1).", callback=check_threshold)
     ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation.")] = False,
     layout: Annotated[str | None, typer.Option(help="Force a data layout instead of detecting it.")] = None,
-    report: Annotated[bool, typer.Option("--report", help="Also write report.html with figures.")] = False,
+    report: Annotated[
+        bool | None,
+        typer.Option("--report/--no-report", help="Write report.html with figures (default: only for several sets)."),
+    ] = None,
 ) -> None:
     """Score a model at each image's original resolution; writes per_image.csv and summary.json.
 
     The run's own data is scored on its split.json split; data that shares no image with the run's
-    training and validation images is an external set, scored whole; a mix is refused."""
+    training and validation images is an external set, scored whole; a mix is refused. Several sets
+    (--data A --data B, or a PraNet TestDataset/ folder: one set per sub-folder) must all be external;
+    each is scored into OUT/<set>/ and table.md, table.csv and table.tex go to OUT/."""
     from polypseg.evaluation.evaluate import evaluate as run_eval
+    from polypseg.evaluation.sets import is_multi_set
 
+    if is_multi_set(data):
+        if split is not None:
+            raise InputError("--split applies to one data set; several external test sets are each scored whole")
+        _evaluate_sets(run, list(data or []), out, threshold, tta, layout, report is not False)
+        return
     res = run_eval(run, data or None, split, out, threshold, tta, layout)
     print_summary(res.summary, res.summary["selection"]["note"])
     console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
@@ -41,6 +63,29 @@ def evaluate(
 
         path = make_report(run, res.summary["split"], res.out_dir, data or None, layout, log=console.print)
         console.print(f"report: {path}")
+
+
+def _evaluate_sets(run: Path, data: list[str], out: Path | None, threshold: float | None, tta: bool,
+                   layout: str | None, report: bool) -> None:  # fmt: skip
+    from polypseg.evaluation.sets import COLUMNS, evaluate_sets
+
+    res = evaluate_sets(run, data, out, threshold, tta, layout)
+    table = Table(title=f"{len(res.results)} external test sets, each scored whole")
+    table.add_column("set")
+    for head, _, _ in COLUMNS:
+        table.add_column(head, justify="right")
+    for k, row in enumerate(res.rows):
+        cells = [str(row["set"])] + [fmt.format(int(row[h]) if h == "images" else row[h]) for h, _, fmt in COLUMNS]
+        table.add_row(*cells, end_section=k == len(res.results) - 1)
+    console.print(table)
+    if report:
+        from polypseg.report import make_report
+
+        for test_set, result in res.results:
+            make_report(run, result.summary["split"], result.out_dir, [test_set.data], layout)
+    files = "summary.json, per_image.csv" + (" and report.html" if report else "")
+    console.print(f"written: {', '.join(str(p) for p in res.tables)}; each set's {files} in {res.out_dir}/<set>/",
+                  markup=False, soft_wrap=True)  # fmt: skip
 
 
 @app.command()
