@@ -118,7 +118,7 @@ def test_check_reports_all_problems_at_once(tmp_path: Path) -> None:
     assert "ok1.png" in text and "image without mask" in text and "ok2.png" in text
     assert "size mismatch" in text and "ok3.png" in text
     res = CliRunner().invoke(app, ["data", "check", str(root)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # bad input, as every refusal
     assert "ok1.png" in res.output and "ok2.png" in res.output and "ok3.png" in res.output
 
 

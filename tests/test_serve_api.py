@@ -108,6 +108,17 @@ def test_health_model_card_page_and_openapi(client: TestClient, tiny_run: Path) 
     assert {"/health", "/model", "/predict"} <= set(paths)
 
 
+def test_the_api_reference_page_loads_swagger_ui_from_the_package_not_a_cdn(client: TestClient) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert "http://" not in docs.text.replace("http://www.w3.org", "") and "cdn" not in docs.text.lower()
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+        res = client.get(f"/docs-assets/{name}")
+        assert res.status_code == 200 and kind in res.headers["content-type"] and len(res.content) > 10_000
+    assert_plain(client.get("/docs-assets/index.html"))  # only the files the page needs
+    assert client.get("/redoc").status_code == 404
+
+
 @pytest.mark.parametrize(
     ("threshold", "tta", "raw"),
     [(None, False, False), ("median", False, True), (None, True, True), ("median", True, False)],
@@ -194,6 +205,13 @@ def test_api_key(tiny_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert "s3cret" not in assert_plain(res)
             assert c.post("/predict", content=encode(frame()), headers=headers).status_code == 401
         ok = {"Authorization": "Bearer s3cret"}
+        # the rule, for every route the app has: only liveness and the data-free page and API description are
+        # open (the browser must load the page to ask for the key); everything else needs the key
+        open_routes = {"/health", "/", "/static/{name}", "/docs", "/docs-assets/{name}", "/openapi.json"}
+        for route in c.app.routes:
+            for method in route.methods - {"HEAD"}:
+                res = c.request(method, route.path.replace("{name}", "app.js"))
+                assert (res.status_code == 401) == (route.path not in open_routes), (method, route.path)
         assert c.get("/model", headers=ok).status_code == 200
         assert c.post("/predict", content=encode(frame()), headers=ok).status_code == 200
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,20 +51,68 @@ class LoadedModel:
     path: Path
 
 
+def read_torch_file(path: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, never code.
+
+    Raises:
+        InputError: the file is empty, truncated or corrupt, or a pickle of other Python objects (which
+            ``weights_only`` refuses to build: unpickling them could run code); the message names the file.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{what} {path} is empty (0 bytes): copy it again, or use another {what}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text goes on to suggest allow-listing: not quoted
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        named = f"it names the Python callable {found.group(1)}" if found else "or the file is damaged"
+        raise InputError(
+            f"{what} {path} was refused: it is not tensors and plain data but a pickle of other Python objects "
+            f"({named}). polypseg never unpickles such files, since loading one can run code. Use a {what} "
+            "written by polypseg (or torch.save of a state dict)"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile) as exc:  # fmt: skip
+        raise InputError(
+            f"{what} {path} cannot be read: the file is truncated or corrupt ({_first_words(exc)}). Copy it "
+            f"again, or use another {what}"
+        ) from None
+
+
+def _first_words(exc: BaseException) -> str:
+    """The first sentence (or two lines) of an exception's message: torch's run on for a paragraph."""
+    lines = [ln.strip() for ln in str(exc).strip().strip('"').splitlines() if ln.strip()]
+    text = " ".join(lines[:2]) or type(exc).__name__
+    return text.split(". ")[0].rstrip(".:")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Load a polypseg checkpoint safely (``weights_only=True``) and rebuild its model in eval mode.
 
     Raises:
-        ValueError: the file is not a polypseg checkpoint.
+        InputError: the file cannot be read (see :func:`read_torch_file`), is not a polypseg checkpoint, or
+            its weights do not fit the model its metadata describes.
     """
     path = Path(path)
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict) or "polypseg" not in ckpt or "state_dict" not in ckpt:
+    ckpt = read_torch_file(path, map_location)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("polypseg"), dict) or "state_dict" not in ckpt:
         raise InputError(f"{path} is not a polypseg checkpoint (no 'polypseg' metadata)")
     meta = ckpt["polypseg"]
-    model = build_model(meta["model_name"], **meta["model_args"])
-    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    missing = [k for k in ("model_name", "model_args", "preprocess") if k not in meta]
+    pre = meta.get("preprocess")
+    if not missing and not (isinstance(pre, dict) and {"size", "mean", "std"} <= set(pre)):
+        missing = ["preprocess.size / mean / std"]
+    if missing:
+        raise InputError(f"{path} is not a complete polypseg checkpoint: its metadata lacks {', '.join(missing)}")
+    try:
+        model = build_model(meta["model_name"], **meta["model_args"])
+        state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise InputError(
+            f"{path}: its weights do not fit the model its metadata describes ({meta['model_name']} "
+            f"{meta['model_args']}): {_first_words(exc)}. The checkpoint is damaged or was edited; use another one"
+        ) from None
     model.eval()
     return LoadedModel(model=model, meta=meta, path=path)
 
@@ -69,7 +120,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def update_checkpoint_meta(path: str | Path, **updates: Any) -> None:
     """Rewrite fields of a checkpoint's ``polypseg`` metadata (e.g. a tuned threshold), atomically."""
     path = Path(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_torch_file(path)
     ckpt["polypseg"].update(updates)
     atomic_torch_save(ckpt, path)
 

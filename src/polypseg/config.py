@@ -7,6 +7,7 @@ listed), so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -180,11 +181,38 @@ def builtin_recipes() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _set_path(d: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_path(d: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     keys = dotted.split(".")
-    for k in keys[:-1]:
+    for i, k in enumerate(keys[:-1]):
         d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            where = ".".join(keys[: i + 1])
+            raise RecipeError(
+                f"recipe {source}: {where} is {d!r}, not a section of keys, so {dotted} cannot be set; "
+                f"write it as a mapping, e.g. '{keys[i]}: {{{keys[i + 1]}: ...}}'"
+            )
     d[keys[-1]] = value
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """``"did you mean 'epochs'?"`` (or the valid keys) for an unknown key at ``loc`` of a recipe."""
+    model: type[BaseModel] | None = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        kind = field.annotation if field is not None else None
+        model = kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+    if model is None:
+        return "unknown key"
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    return f"unknown key; {hint}"
+
+
+def _error_line(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "(recipe)"
+    message = _unknown_key(tuple(err["loc"])) if err["type"] == "extra_forbidden" else err["msg"]
+    return f"  {where}: {message}"
 
 
 def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -200,7 +228,10 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise RecipeError(f"recipe file {path} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RecipeError(f"recipe file {path} is not a text (UTF-8) YAML file; give a recipe YAML") from None
     else:
         if text_source not in builtin_recipes():
             raise RecipeError(
@@ -212,14 +243,17 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe {text_source}: invalid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise RecipeError(f"recipe {text_source}: expected a mapping at the top level")
+        raise RecipeError(
+            f"recipe {text_source}: expected a mapping at the top level, found a {type(raw).__name__}; write it "
+            "as 'key: value' lines (e.g. 'epochs: 10'), as the built-in recipes are (polypseg/recipes/*.yaml)"
+        )
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_path(raw, key, value)
+            _set_path(raw, key, value, text_source)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(recipe)'}: {e['msg']}" for e in exc.errors()]
+        lines = [_error_line(e) for e in exc.errors()]
         raise RecipeError(f"recipe {text_source} is not valid:\n" + "\n".join(lines)) from None
 
 

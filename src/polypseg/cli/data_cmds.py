@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from polypseg.cli.common import console, data_app, labels
-from polypseg.errors import InputError
+from polypseg.errors import EXIT_BAD_INPUT, InputError
 
 
 @data_app.command("check")
@@ -39,12 +39,12 @@ def data_check(
             f"{r.fg_fraction_mean:.3f} (range {r.fg_fraction_range[0]:.3f}-{r.fg_fraction_range[1]:.3f})"
         )
     for kind, n in r.note_counts.items():
-        console.print(f"note: {n} file(s): {kind}")
+        console.print(f"note: {n} file(s): {kind}", markup=False, soft_wrap=True)
     if r.problems:
         console.print(f"[bold red]{len(r.problems)} problem(s):[/]")
         for p in r.problems:
             console.print(f"  - {p}", markup=False, soft_wrap=True)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_BAD_INPUT)
     console.print("[bold green]usable[/]")
 
 

@@ -38,13 +38,17 @@ def predict(
 ) -> None:
     """Write a 0/255 mask PNG (at each input's size) and an overlay PNG per image; inputs sharing a file
     stem get <stem>, <stem>_2, <stem>_3, ... in input order. The model is --model, or else the first input."""
+    from polypseg.data.errors import ReadNotes
     from polypseg.inference.predict import predict as run_predict
 
     if model is None:
         if len(inputs) < 2:
             raise InputError("give the model (--model NAME, or a run folder first) and at least one input")
         model, inputs = str(inputs[0]), inputs[1:]
-    written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision))
+    notes = ReadNotes()
+    written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision), notes=notes)
+    for kind, n in notes.counts().items():
+        console.print(f"note: {n} file(s): {kind}", markup=False, soft_wrap=True)
     console.print(f"wrote {len(written)} masks and overlays to {out}")
 
 

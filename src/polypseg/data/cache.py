@@ -4,7 +4,9 @@ Arrays live in ``<cache root>/arrays/<key>/{images,masks}.npy`` and are opened m
 loader workers share them. The key is a hash of the training size, the sample ids and each file's
 bytes: changing, adding or removing a file gives a new key (a rebuild), while a copy of the same data
 (new modification times, another folder) finds its arrays again. A build writes into a temporary
-folder and renames it, so two processes building at once are safe.
+folder and renames it, so two processes building at once are safe. It holds at most one NPZ file's
+decoded arrays (:func:`~polypseg.data.sources.npz_array`, let go when the build ends) and writes each
+resized row straight to the files, so the arrays it writes never sit in memory.
 
 Keys of changed data are never reused, so the cache only grows: :func:`list_cache` shows each entry with its size
 and when a run last used it, :func:`clear_cache` removes entries (all, or those unused for some days)
@@ -15,6 +17,7 @@ and the leftovers of interrupted builds, but never a build whose process still r
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,12 +28,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from polypseg.data.errors import DataError
 from polypseg.data.sample import Sample
-from polypseg.data.sources import read_sample
+from polypseg.data.sources import read_sample, release_npz_arrays
+from polypseg.errors import DiskFullError
 from polypseg.paths import cache_root
 from polypseg.preprocess import resize_pair
 
@@ -55,11 +60,20 @@ def _fingerprint(samples: Sequence[Sample], size: int, content: bool) -> str:
             if p not in seen:
                 st = os.stat(p)
                 if content:
-                    seen[p] = f"{st.st_size}|{hashlib.blake2b(Path(p).read_bytes(), digest_size=16).hexdigest()}\n"
+                    seen[p] = f"{st.st_size}|{_file_digest(Path(p))}\n"
                 else:
                     seen[p] = f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n"
             h.update(seen[p].encode())
     return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """32-hex-digit BLAKE2b digest of the file's bytes, read ``chunk`` bytes at a time (not all at once)."""
+    h = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _entry_folder(samples: Sequence[Sample], size: int, root: Path) -> Path:
@@ -102,21 +116,17 @@ def build_cache(samples: Sequence[Sample], size: int, root: Path | None = None) 
         tmp = Path(tempfile.mkdtemp(prefix="build-", dir=root))
         try:
             (tmp / OWNER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (len(ids), size, size, 3))
-            masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (len(ids), size, size))
-            problems = []
-            for i, s in enumerate(samples):
-                try:
-                    image, mask = read_sample(s)
-                except DataError as exc:
-                    problems.append(str(exc))
-                    continue
-                images[i], masks[i] = resize_pair(image, mask, size)
-            if problems:
-                raise DataError(f"{len(problems)} of {len(ids)} pairs could not be read", problems)
-            images.flush()
-            masks.flush()
-            del images, masks
+            try:
+                _write_arrays(samples, size, tmp)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise DiskFullError(
+                    f"no space left on the disk of {root} while writing the training cache; free space there or "
+                    "point POLYPSEG_CACHE at a larger disk (the partial entry was removed)"
+                ) from None
+            finally:
+                release_npz_arrays()  # the decoded sources are not needed once their rows are written
             (tmp / "done.json").write_text(json.dumps({"size": size, "ids": ids}))
             (tmp / OWNER).unlink()
             try:
@@ -131,6 +141,45 @@ def build_cache(samples: Sequence[Sample], size: int, root: Path | None = None) 
         masks=np.load(folder / "masks.npy", mmap_mode="r"),
         ids=ids,
     )
+
+
+def _open_npy(path: Path, shape: tuple[int, ...]) -> BinaryIO:
+    """``path`` opened for writing, holding the ``.npy`` header of a C-order uint8 array of ``shape``; the
+    caller writes the ``prod(shape)`` bytes of the array after it."""
+    fh = path.open("wb")
+    np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return fh
+
+
+def _write_arrays(samples: Sequence[Sample], size: int, folder: Path) -> None:
+    """Write ``folder/images.npy`` (N, size, size, 3) and ``folder/masks.npy`` (N, size, size), uint8, one
+    resized row after the other (rows are written to the files, not held in memory).
+
+    Raises:
+        DataError: listing every pair that could not be read (all are tried before raising).
+    """
+    n = len(samples)
+    problems = []
+    with (
+        _open_npy(folder / "images.npy", (n, size, size, 3)) as fi,
+        _open_npy(folder / "masks.npy", (n, size, size)) as fm,
+    ):
+        for s in samples:
+            try:
+                image, mask = read_sample(s)
+            except DataError as exc:
+                problems.append(str(exc))
+                continue
+            if not problems:  # after a failure only the reading goes on, to report every bad pair
+                image, mask = resize_pair(image, mask, size)
+                fi.write(np.asarray(image, np.uint8).reshape(size, size, 3).tobytes())  # C order, as the header says
+                fm.write(np.asarray(mask, np.uint8).reshape(size, size).tobytes())
+        if not problems:  # on disk before done.json says the entry is complete (as the memmap's flush did)
+            for fh in (fi, fm):
+                fh.flush()
+                os.fsync(fh.fileno())
+    if problems:
+        raise DataError(f"{len(problems)} of {n} pairs could not be read", problems)
 
 
 def _touch(path: Path) -> None:

@@ -33,11 +33,6 @@ class DataReport:
         return self.n_pairs > 0 and not self.problems
 
 
-def _note_kind(note: str) -> str:
-    text = note.split(": ", 1)[-1]
-    return "masks normalised by threshold" if "normalised" in text else text.split(" converted")[0] + " converted"
-
-
 def check_data(
     paths: Sequence[str], layout: str | None = None, foreground_labels: Sequence[int] | None = None
 ) -> DataReport:
@@ -66,5 +61,5 @@ def check_data(
         report.fg_fraction_mean = float(np.mean(fractions))
         report.fg_fraction_range = (min(fractions), max(fractions))
     report.notes = notes.converted
-    report.note_counts = dict(Counter(_note_kind(n) for n in notes.converted))
+    report.note_counts = notes.counts()
     return report

@@ -7,13 +7,14 @@ original CVC-ClinicDB frames); a TIFF that ``tifffile`` cannot decode without th
 CMYK) is read by Pillow instead. Every other format is read by Pillow.
 
 **Mask rule.** A mask is first reduced to one channel: palette images by their palette index, RGB(A)
-by the maximum over the colour channels (so a red, green or white polyp counts as foreground),
-16-bit by scaling to 0..255. Then, by the distinct values found:
+by the maximum over the colour channels (so a red, green or white polyp counts as foreground; a colour
+mask is counted in a note), 16-bit by scaling to 0..255. Then, by the distinct values found:
 
 - ``foreground_labels`` given: those values are polyp, every other value background;
 - one value: 0 is an empty mask, any other single value a mask that is polyp everywhere;
 - exactly two values ``a < b`` with ``b >= 10`` (or {0, 1}): ``b`` is polyp, ``a`` background
-  ({0, 1}, {0, 255}, {0, 100}, {3, 200}); two small labels such as {0, 2} are a label map (next rule);
+  ({0, 1}, {0, 255}, {0, 100}, {3, 200}; pairs other than {0, 1} and {0, 255} are counted in a note);
+  two small labels such as {0, 2} are a label map (next rule);
 - other values all below 10 (two small labels or more): a multi-label map, an error asking for
   ``--foreground-labels``;
 - JPEG noise: three or more values with at least 99 % of the pixels <= 63 or >= 192 (a JPEG of an
@@ -27,31 +28,26 @@ by the maximum over the colour channels (so a red, green or white polyp counts a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from polypseg.data.errors import DataError
+from polypseg.data.errors import DataError, ReadNotes, unreadable_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 #: Images above this many pixels are refused (decompression-bomb guard): 8192 x 8192.
 MAX_PIXELS = 8192 * 8192
 MASK_THRESHOLD = 127
+#: What Pillow raises for a damaged file, a crafted header or a truncated stream (any of them: refuse the file).
+CORRUPT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
 #: JPEG-noise test of the mask rule: this share of the pixels must be <= LOW or >= HIGH.
 BIMODAL_LOW, BIMODAL_HIGH, BIMODAL_SHARE = 63, 192, 0.99
-
-
-@dataclass
-class ReadNotes:
-    """What had to be done to a file to read it (for the data report)."""
-
-    converted: list[str] = field(default_factory=list)
-
-    def add(self, note: str) -> None:
-        self.converted.append(note)
 
 
 def _check_pixels(path: Path, w: int, h: int, max_pixels: int) -> None:
@@ -65,18 +61,33 @@ def _check_pixels(path: Path, w: int, h: int, max_pixels: int) -> None:
 def _open(path: Path, max_pixels: int) -> Image.Image:
     try:
         img = Image.open(path)
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, far above ours: refuse it the same way
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"is {found.group(1)} pixels" if found else "has more pixels"
         raise DataError(
-            f"cannot read {path}: not an image file ({exc}). Remove it or replace it with a valid image."
+            f"{path} {size}, above the limit of {max_pixels}; downscale it first (this guards against "
+            "decompression bombs)."
         ) from None
-    _check_pixels(path, *img.size, max_pixels)
+    except CORRUPT_ERRORS as exc:
+        if isinstance(exc, UnidentifiedImageError) or (isinstance(exc, OSError) and exc.errno is not None):
+            raise unreadable_file(path, "an image", exc) from None  # not an image, or a file-system error
+        raise _damaged(path, exc) from None  # a known format whose header or first bytes are damaged
     try:
+        _check_pixels(path, *img.size, max_pixels)
         img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot decode {path}: the file is truncated or corrupt ({exc}).") from None
+    except DataError:
+        img.close()
+        raise
+    except CORRUPT_ERRORS as exc:
+        img.close()
+        raise _damaged(path, exc) from None
     return img
+
+
+def _damaged(path: Path, exc: BaseException | str) -> DataError:
+    return DataError(
+        f"cannot decode {path}: the file is truncated or corrupt ({exc}). Remove it or replace it with a valid image."
+    )
 
 
 @dataclass
@@ -101,11 +112,15 @@ def _read_tiff(path: Path, max_pixels: int) -> _Tiff | None:
 
     try:
         with open(path, "rb") as fh:
-            if fh.read(4) not in TIFF_MAGIC:
-                return None  # another format under a .tif name: Pillow may know it
+            magic = fh.read(4)
+    except OSError as exc:  # missing, unreadable, a looping symbolic link ...
+        raise unreadable_file(path, "an image", exc) from None
+    if magic not in TIFF_MAGIC:
+        return None  # another format under a .tif name (or an empty file): Pillow may know it
+    try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
-                raise DataError(f"cannot decode {path}: the TIFF holds no image. Replace it with a valid image.")
+                raise _damaged(path, "the TIFF holds no image")
             page = tif.pages[0]
             _check_pixels(path, page.imagewidth, page.imagelength, max_pixels)
             kinds = {PHOTOMETRIC.RGB: "rgb", PHOTOMETRIC.MINISBLACK: "gray", PHOTOMETRIC.PALETTE: "palette"}
@@ -118,14 +133,12 @@ def _read_tiff(path: Path, max_pixels: int) -> _Tiff | None:
                 return None  # a colour model or codec tifffile does not handle here
             array = page.asarray()
             colormap = page.colormap
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except PermissionError as exc:
-        raise DataError(f"cannot read {path}: {exc}. Check the file's permissions.") from None
     except DataError:
         raise
+    except (FileNotFoundError, PermissionError) as exc:
+        raise unreadable_file(path, "an image", exc) from None
     except Exception as exc:  # any failure inside the TIFF decoder means a damaged file
-        raise DataError(f"cannot decode {path}: the file is truncated or corrupt ({exc}).") from None
+        raise _damaged(path, exc) from None
     if axes == "SYX":  # planar configuration "separate": one plane per sample
         array = np.moveaxis(array, 0, -1)
     if white:  # min-is-white: the stored 0 is white
@@ -196,12 +209,16 @@ def _values_text(uniq: np.ndarray) -> str:
 
 
 def mask_to_binary(
-    values: np.ndarray, name: str, foreground_labels: tuple[int, ...] | None = None
+    values: np.ndarray,
+    name: str,
+    foreground_labels: tuple[int, ...] | None = None,
+    notes: ReadNotes | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Apply the module's mask rule to a one-channel ``uint8`` array ``(H, W)``.
 
     Returns ``(mask, normalised)`` where ``mask`` is ``uint8`` ``(H, W)`` in {0, 1} and ``normalised``
-    says the JPEG-noise threshold was needed.
+    says the JPEG-noise threshold was needed. Two values other than {0, 1} and {0, 255} (e.g. {0, 100})
+    are added to ``notes``, so a report counts how many masks used another convention.
 
     Raises:
         DataError: a multi-label map without ``foreground_labels``, or values the rule cannot read as
@@ -214,6 +231,10 @@ def mask_to_binary(
         fill = 1 if len(uniq) and uniq[0] != 0 else 0
         return np.full(values.shape, fill, np.uint8), False
     if len(uniq) == 2 and (uniq.tolist() == [0, 1] or uniq[1] >= 10):
+        if notes is not None and uniq.tolist() not in ([0, 1], [0, 255]):
+            low, high = uniq.tolist()
+            notes.add(f"{Path(name).name}: mask values {low} / {high} read as background / polyp",
+                      "masks with values other than 0/1, 0/255: low = background")  # fmt: skip
         return (values == uniq[1]).astype(np.uint8), False
     if uniq.max() < 10:
         raise DataError(
@@ -237,10 +258,13 @@ def read_mask(
     path: str | Path,
     max_pixels: int = MAX_PIXELS,
     foreground_labels: tuple[int, ...] | None = None,
+    notes: ReadNotes | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Read a mask file as ``uint8`` ``(H, W)`` in {0, 1} by the module's mask rule.
 
     Returns ``(mask, normalised)``; ``normalised`` is True when the JPEG-noise threshold was needed.
+    A colour mask (a pixel whose channels differ by more than half the range, e.g. a red polyp) and a
+    two-value mask other than 0/1 or 0/255 are added to ``notes``.
 
     Raises:
         DataError: unreadable file, or a mask the rule refuses; the message names the file.
@@ -250,15 +274,20 @@ def read_mask(
     if tiff is not None:
         arr = tiff.array
         if tiff.kind == "palette":
-            return mask_to_binary(arr.astype(np.uint8), str(path), foreground_labels)  # palette indices
+            return mask_to_binary(arr.astype(np.uint8), str(path), foreground_labels, notes)  # palette indices
     else:
         img = _open(path, max_pixels)
         if img.mode == "P":
-            return mask_to_binary(np.asarray(img), str(path), foreground_labels)  # palette indices
+            return mask_to_binary(np.asarray(img), str(path), foreground_labels, notes)  # palette indices
         arr = np.asarray(img)
     if arr.ndim == 3:
+        if arr.shape[2] >= 3:
+            rgb = _to_uint8(arr[..., :3])
+            if notes is not None and int((rgb.max(axis=2) - rgb.min(axis=2)).max(initial=0)) > MASK_THRESHOLD:
+                notes.add(f"{path.name}: colour mask read by its brightest channel",
+                          "colour masks read by their brightest channel")  # fmt: skip
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
-    return mask_to_binary(_to_uint8(arr), str(path), foreground_labels)
+    return mask_to_binary(_to_uint8(arr), str(path), foreground_labels, notes)
 
 
 def read_pair(
@@ -272,7 +301,7 @@ def read_pair(
     Returns ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})``.
     """
     image = read_image(image_path, notes=notes)
-    mask, normalised = read_mask(mask_path, foreground_labels=foreground_labels)
+    mask, normalised = read_mask(mask_path, foreground_labels=foreground_labels, notes=notes)
     if normalised and notes is not None:
         notes.add(f"{mask_path.name}: mask values normalised by threshold > {MASK_THRESHOLD}")
     if image.shape[:2] != mask.shape:

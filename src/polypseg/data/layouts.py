@@ -24,13 +24,16 @@ one line per problem to ``problems``.
 from __future__ import annotations
 
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from polypseg.data.errors import DataError
+from polypseg.data.errors import DataError, unreadable_file
 from polypseg.data.io import IMAGE_EXTENSIONS
 from polypseg.data.sample import SPLITS, Sample
 
@@ -50,10 +53,16 @@ def _mask_key(stem: str) -> str:
     return stem
 
 
-def _list_images(folder: Path) -> list[Path]:
+def _list_images(folder: Path, problems: Problems, broken: set[str]) -> list[Path]:
+    """The image files of ``folder``. A symbolic link that loops or points nowhere is a problem, not a file;
+    its stems go into ``broken``, so its partner is not reported as unmatched too."""
     files, other = [], []
     for p in sorted(folder.iterdir()):
         if p.is_dir() or p.name in IGNORED_NAMES or p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():
+            problems.append(unreadable_file(p, "an image or mask file").summary)
+            broken.update((p.stem, _mask_key(p.stem)))
             continue
         (files if p.suffix.lower() in IMAGE_EXTENSIONS else other).append(p)
     if other:
@@ -69,18 +78,19 @@ def _pair(
     ``source``); every unmatched or duplicate file is appended to ``problems``."""
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
-    for p in _list_images(image_dir):
+    broken: set[str] = set()
+    for p in _list_images(image_dir, problems, broken):
         if p.stem in images:
             problems.append(f"two images share the stem {p.stem!r}: {images[p.stem]}, {p}")
         images[p.stem] = p
-    for p in _list_images(mask_dir):
+    for p in _list_images(mask_dir, problems, broken):
         key = _mask_key(p.stem) if _mask_key(p.stem) in images else p.stem
         if key in masks:
             problems.append(f"two masks match the image stem {key!r}: {masks[key]}, {p}")
         masks[key] = p
-    problems += [f"image without mask: {images[s]}" for s in sorted(set(images) - set(masks))]
-    problems += [f"mask without image: {masks[s]}" for s in sorted(set(masks) - set(images))]
-    if not images:
+    problems += [f"image without mask: {images[s]}" for s in sorted(set(images) - set(masks) - broken)]
+    problems += [f"mask without image: {masks[s]}" for s in sorted(set(masks) - set(images) - broken)]
+    if not images and not broken:
         problems.append(f"{image_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
     return [
         Sample(id=f"{prefix or source}/{stem}", image=images[stem], mask=masks[stem], source=source, split=split)
@@ -190,46 +200,81 @@ def _polypgen(path: Path, problems: Problems) -> list[Sample] | None:
     return out
 
 
+#: What ``np.load`` raises for a file that is not an NPZ archive, or a damaged one.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error)
+
+
+def _npz_split(path: Path, arrays: Any, split: str, keys: set[str], problems: Problems) -> list[Sample]:
+    """The samples of one split of an open NPZ archive; an unusable pair of arrays is a problem."""
+    ik, lk = f"{split}_images", f"{split}_label"
+    if ik not in keys or lk not in keys:
+        problems.append(f"{path}: has {ik if ik in keys else lk} but not {lk if ik in keys else ik}")
+        return []
+    try:
+        img, lab = arrays[ik], arrays[lk]
+    except ValueError as exc:  # an object array: reading it would unpickle Python objects, which is refused
+        problems.append(
+            f"{path}: {ik} / {lk} hold Python objects ({exc}); polypseg never unpickles data. Save plain "
+            "uint8 arrays with numpy.savez"
+        )
+        return []
+    except _NPZ_ERRORS as exc:
+        problems.append(f"{path}: {ik} / {lk} cannot be read, the archive is damaged ({exc}); write it again")
+        return []
+    if img.ndim not in (3, 4) or (img.ndim == 4 and img.shape[3] not in (1, 3)) or lab.ndim != 3:
+        problems.append(
+            f"{path}: {ik} {img.shape} / {lk} {lab.shape}: expected (N, H, W[, 3]) images and (N, H, W) labels"
+        )
+        return []
+    if img.shape[:3] != lab.shape:
+        problems.append(
+            f"{path}: {ik} {img.shape} and {lk} {lab.shape} differ in N, H or W: every image needs one label "
+            "of its size; write the arrays again"
+        )
+        return []
+    return [
+        Sample(id=f"{path.stem}/{split}/{i:05d}", image=path, mask=path, source=path.stem, split=split, index=i)
+        for i in range(img.shape[0])
+    ]
+
+
 def _npz(path: Path, problems: Problems) -> list[Sample] | None:
     if not (path.is_file() and path.suffix == ".npz"):
         return None
+    what = ""
     try:
         arrays = np.load(path)
-        keys = set(arrays.files)
-    except (OSError, ValueError) as exc:
-        problems.append(f"{path}: cannot read as NPZ ({exc})")
+    except _NPZ_ERRORS as exc:
+        if isinstance(exc, PermissionError):
+            what = "permission denied; check the file's permissions"
+        elif _zip_magic(path):
+            what = f"the archive is truncated or damaged ({type(exc).__name__}: {exc}); copy or write it again"
+        else:  # numpy's own message here suggests unpickling the file: polypseg never does
+            what = "it is not an NPZ archive"
+    else:
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            what = f"it holds one {type(arrays).__name__} (a .npy file renamed?), not an NPZ archive of named arrays"
+    if what:
+        problems.append(
+            f"{path}: cannot read as NPZ: {what}. Give a MedSegBench .npz file (numpy.savez with "
+            "'<split>_images' and '<split>_label' arrays)"
+        )
         return []
-    out: list[Sample] = []
-    for split in SPLITS:
-        ik, lk = f"{split}_images", f"{split}_label"
-        if ik not in keys and lk not in keys:
-            continue
-        if ik not in keys or lk not in keys:
-            problems.append(f"{path}: has {ik if ik in keys else lk} but not {lk if ik in keys else ik}")
-            continue
-        img, lab = arrays[ik], arrays[lk]
-        if img.ndim not in (3, 4) or (img.ndim == 4 and img.shape[3] not in (1, 3)) or lab.ndim != 3:
-            problems.append(
-                f"{path}: {ik} {img.shape} / {lk} {lab.shape}: expected (N, H, W[, 3]) images and (N, H, W) labels"
-            )
-            continue
-        if img.shape[:3] != lab.shape:
-            problems.append(f"{path}: {ik} {img.shape} and {lk} {lab.shape} differ in N, H or W")
-            continue
-        out += [
-            Sample(
-                id=f"{path.stem}/{split}/{i:05d}",
-                image=path,
-                mask=path,
-                source=path.stem,
-                split=split,
-                index=i,
-            )
-            for i in range(img.shape[0])
-        ]
-    if not out:
+    with arrays:
+        keys = set(arrays.files)
+        present = [s for s in SPLITS if f"{s}_images" in keys or f"{s}_label" in keys]
+        out = [x for split in present for x in _npz_split(path, arrays, split, keys, problems)]
+    if not present:
         problems.append(f"{path}: no '<split>_images' / '<split>_label' arrays (found: {sorted(keys)})")
     return out
+
+
+def _zip_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 LAYOUTS: dict[str, Callable[[Path, Problems], list[Sample] | None]] = {

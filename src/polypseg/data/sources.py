@@ -3,14 +3,22 @@
 A ``--data`` argument is a folder or file in one of the layouts of :mod:`polypseg.data.layouts`, or
 ``synthetic`` / ``synthetic:n=400,size=128,seed=0`` (the built-in synthetic set, written once into the
 cache folder in the split-folder layout).
+
+NPZ rows come from :func:`npz_array`: an array of a (compressed) ``.npz`` is decompressed when a row of it
+is first asked for, and kept with the other arrays of that file read since, so a pass over the samples
+decompresses each array it needs once. Only the arrays of one file are held: asking for another file's
+array drops them first, and :func:`release_npz_arrays` drops them when a pass is done (the cache build
+and the fingerprints do), so holding decoded data never costs more than that file's arrays.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +28,82 @@ from polypseg.data.io import MASK_THRESHOLD, ReadNotes, mask_to_binary, read_pai
 from polypseg.data.layouts import LAYOUTS, Problems, pair_subfolders
 from polypseg.data.sample import SPLITS, Sample
 
-__all__ = ["SPLITS", "Sample", "discover", "discover_all", "read_sample"]
+__all__ = ["SPLITS", "Sample", "discover", "discover_all", "npz_array", "read_sample", "release_npz_arrays"]
 
 
-@lru_cache(maxsize=4)
-def _npz_arrays(path: str, mtime_ns: int) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+def _decompress(path: Path, key: str) -> np.ndarray:
+    """Array ``key`` of the NPZ ``path``, decompressed (only that member of the zip file is read)."""
+    try:
+        with np.load(path) as z:
+            return z[key]
+    except KeyError:
+        raise DataError(f"{path}: has no array {key!r}; the file changed since it was read, run again") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(
+            f"{path}: cannot read the array {key!r} ({exc}): the file is damaged or holds Python objects; "
+            "write it again with numpy.savez of uint8 arrays"
+        ) from None
+
+
+class _HeldArrays:
+    """The arrays of the NPZ file read last (``(path, mtime_ns, size)``), or the error reading one gave."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.file: tuple[str, int, int] | None = None
+        self.arrays: dict[str, np.ndarray | DataError] = {}
+
+
+_HELD = _HeldArrays()
+
+
+def npz_array(path: Path, key: str) -> np.ndarray:
+    """Array ``key`` (e.g. ``"train_images"``, (N, H, W, 3) uint8) of the NPZ file ``path``, decompressed once.
+
+    The array stays held, with the file's other arrays read since, until an array of another file (or of
+    this file changed on disk) is asked for, or :func:`release_npz_arrays` is called. An array that could
+    not be read raises the same :class:`DataError` again without a second attempt.
+    """
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}; was it moved or deleted?") from None
+    ident = (str(path), st.st_mtime_ns, st.st_size)
+    with _HELD.lock:
+        if _HELD.file != ident:
+            _HELD.file, _HELD.arrays = ident, {}  # the old file's arrays go before the new one's are decoded
+        if key not in _HELD.arrays:
+            try:
+                _HELD.arrays[key] = _decompress(path, key)
+            except DataError as exc:
+                _HELD.arrays[key] = exc
+        found = _HELD.arrays[key]
+    if isinstance(found, DataError):
+        raise found
+    return found
+
+
+def release_npz_arrays() -> None:
+    """Drop the decoded NPZ arrays held by :func:`npz_array` (the next row asked for decompresses again)."""
+    with _HELD.lock:
+        _HELD.file, _HELD.arrays = None, {}
 
 
 def read_sample(sample: Sample, notes: ReadNotes | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The sample's ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})`` from files or an NPZ."""
+    """The sample's ``(image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1})`` from files or an NPZ.
+
+    An NPZ row is returned as a copy (not a view), so keeping it does not keep the whole decoded array.
+    """
     if sample.index is None:
         return read_pair(sample.image, sample.mask, notes, sample.foreground_labels)
-    arrays = _npz_arrays(str(sample.image), sample.image.stat().st_mtime_ns)
-    img = arrays[f"{sample.split}_images"][sample.index]
-    lab = arrays[f"{sample.split}_label"][sample.index]
+    img = npz_array(sample.image, f"{sample.split}_images")[sample.index]
+    lab = npz_array(sample.image, f"{sample.split}_label")[sample.index]
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     elif img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
+    else:
+        img = img.copy()
     if img.dtype != np.uint8:
         raise DataError(f"{sample.image}: {sample.split}_images has dtype {img.dtype}; expected uint8")
     mask, normalised = mask_to_binary(
@@ -47,7 +111,7 @@ def read_sample(sample: Sample, notes: ReadNotes | None = None) -> tuple[np.ndar
     )
     if normalised and notes is not None:
         notes.add(f"{sample.id}: mask values normalised by threshold > {MASK_THRESHOLD}")
-    return np.ascontiguousarray(img), mask
+    return img, mask
 
 
 def parse_synthetic_spec(spec: str) -> dict[str, int]:

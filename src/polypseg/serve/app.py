@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import polypseg
 from polypseg.serve.card import model_card
+from polypseg.serve.docs import add_docs
 from polypseg.serve.limits import MULTIPART_OVERHEAD, ServeError, ServeSettings, read_capped, too_large
 from polypseg.serve.page import PAGE_HEADERS, page_files
 from polypseg.serve.pool import InferencePool, QueueFullError
@@ -123,9 +124,12 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         version=polypseg.__version__,
         description="Polyp segmentation of RGB images with a trained polypseg model.",
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs, without a CDN
+        redoc_url=None,
     )
     app.state.pool, app.state.settings, app.state.card = pool, settings, card
     _install_error_handlers(app)
+    add_docs(app)
 
     def authorise(request: Request) -> None:
         if settings.api_key is None:

@@ -21,6 +21,8 @@ from polypseg.serve.limits import ServeError
 
 #: The formats Pillow may open here (others are refused as 415: a smaller attack surface).
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
+#: Unambiguous first bytes of accepted formats: PNG, JPEG, TIFF (both byte orders, classic and BigTIFF).
+SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _CORRUPT = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError)
 
 
@@ -90,7 +92,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 
     Raises:
         ServeError: 413 above ``max_pixels``; 415 not an image of :data:`FORMATS`; 422 empty, truncated
-            or corrupt.
+            or corrupt (also a file that starts like one of them but whose header cannot be read).
     """
     if not data:
         raise ServeError(422, "empty upload: send an image file (PNG, JPEG, BMP, TIFF or WebP)")
@@ -99,6 +101,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     except Image.DecompressionBombError:
         raise ServeError(413, f"image has more pixels than the limit of {max_pixels} (--max-pixels)") from None
     except UnidentifiedImageError:
+        if data.startswith(SIGNATURES):  # a format it accepts, whose header is damaged
+            raise ServeError(422, "the image header is corrupt: the file cannot be decoded") from None
         raise ServeError(415, "not an image: send a PNG, JPEG, BMP, TIFF or WebP file") from None
     except _CORRUPT:
         raise ServeError(422, "the image header is corrupt: the file cannot be decoded") from None
