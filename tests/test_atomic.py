@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,33 @@ def test_an_image_written_atomically_reads_back_and_a_failed_encode_keeps_the_ol
         atomic_write_image(target, np.zeros((4, 6, 7), np.float64))
     assert cv2.imread(str(target))[..., ::-1].tolist() == rgb.tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case0_best.png"]
+
+
+#: Files that write without the atomic helper, and why that is safe.
+RAW_WRITERS_ALLOWED = {
+    "atomic.py": "the helper itself",
+    "training/lock.py": "O_CREAT | O_EXCL is itself the atomic step that takes the lock",
+    "cli/failure.py": "a new traceback log with a unique name; nothing replaces an older file",
+    "data/cache.py": "built in a temporary folder that is renamed into place when complete",
+    "data/synthetic.py": "built in a temporary folder that is renamed into place when complete",
+}
+RAW_WRITE = re.compile(
+    r"\.write_text\(|\.write_bytes\(|\bopen\([^)]*['\"][wa]b?['\"]|\.savefig\(|imwrite\(|torch\.save\(|np\.save\(|"
+    r"json\.dump\(|save_file\(|onnx\.save\(|VideoWriter\(|\.tofile\("
+)
+
+
+def test_every_file_polypseg_writes_goes_through_the_atomic_helper() -> None:
+    """A static guard: a raw write is allowed only where it writes a temporary path that the helper renames
+    (a writer passed to ``atomic_save``, whose target is named ``tmp``), or in :data:`RAW_WRITERS_ALLOWED`."""
+    package = Path(__file__).resolve().parents[1] / "src" / "polypseg"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel in RAW_WRITERS_ALLOWED:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if RAW_WRITE.search(code) and "tmp" not in code and '"torch.save(' not in code:
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, "write through polypseg.atomic:\n" + "\n".join(offenders)

@@ -151,6 +151,7 @@ def demo(
     first-time user needs to see, in a few minutes on a CPU."""
     import shutil
 
+    from polypseg.atomic import atomic_write_text
     from polypseg.config import load_recipe
     from polypseg.data.sources import discover
     from polypseg.evaluation.evaluate import evaluate as run_eval
@@ -172,7 +173,7 @@ def demo(
     data = [f"synthetic:n={n},size={size}"]
     console.rule("1/3 training (recipe 'quick' on the synthetic set)")
     out.mkdir(parents=True, exist_ok=True)
-    marker.write_text("made by 'polypseg demo': a later 'polypseg demo --out' may remove this folder\n")
+    atomic_write_text(marker, "made by 'polypseg demo': a later 'polypseg demo --out' may remove this folder\n")
     result = fit(load_recipe("quick", {"epochs": epochs}), data, out)
     sw = _tune(out)
     console.print(f"threshold tuned on the validation split: {sw.best:.3f}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from polypseg.atomic import atomic_open, atomic_save, atomic_write_image
 from polypseg.data.errors import DataError, unreadable_file
 from polypseg.data.io import IMAGE_EXTENSIONS, ReadNotes, read_image
 from polypseg.inference.overlay import overlay
@@ -103,19 +104,26 @@ def predict_video(
         )
     h, w = first.shape[:2]
     video_out = out_dir / f"{stem}_overlay.mp4"
-    writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (w, h))
     csv_out = out_dir / f"{stem}_frames.csv"
     t0 = time.perf_counter()
-    n = 0
-    with csv_out.open("w", newline="") as fh:
-        rows = csv.writer(fh)
-        rows.writerow(["frame", "polyp_fraction", "polyp_found"])
-        for n, (frame, mask) in enumerate(predictor.frames_and_masks(itertools.chain([first], frames))):
-            writer.write(cv2.cvtColor(overlay(frame, mask), cv2.COLOR_RGB2BGR))
-            frac = float(mask.mean())
-            rows.writerow([n, f"{frac:.6f}", int(frac > 0)])
-    writer.release()
-    return video_out, csv_out, (n + 1) / (time.perf_counter() - t0)
+    count = [0]
+
+    def write_video(tmp: Path) -> None:  # both files are renamed into place only when every frame is done
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), info["fps"], (w, h))
+        try:
+            with atomic_open(csv_out, "w", newline="") as fh:
+                rows = csv.writer(fh)
+                rows.writerow(["frame", "polyp_fraction", "polyp_found"])
+                for n, (frame, mask) in enumerate(predictor.frames_and_masks(itertools.chain([first], frames))):
+                    writer.write(cv2.cvtColor(overlay(frame, mask), cv2.COLOR_RGB2BGR))
+                    frac = float(mask.mean())
+                    rows.writerow([n, f"{frac:.6f}", int(frac > 0)])
+                    count[0] = n + 1
+        finally:
+            writer.release()
+
+    atomic_save(video_out, write_video)
+    return video_out, csv_out, count[0] / (time.perf_counter() - t0)
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -183,8 +191,8 @@ def predict(
     for path, (image, mask) in zip(files, predictor.frames_and_masks(images), strict=True):
         stem = unique_stem(path.stem, used)
         mask_path = out / f"{stem}_mask.png"
-        cv2.imwrite(str(mask_path), mask * 255)
-        cv2.imwrite(str(out / f"{stem}_overlay.png"), overlay(image, mask)[..., ::-1])
+        atomic_write_image(mask_path, (mask * 255).astype(np.uint8))
+        atomic_write_image(out / f"{stem}_overlay.png", overlay(image, mask))
         written.append(mask_path)
     used_videos: set[str] = set()  # their files (_overlay.mp4, _frames.csv) cannot clash with the images'
     for video in videos:
