@@ -76,3 +76,13 @@ def test_ctrl_c_outside_training_exits_130_with_a_message(monkeypatch: pytest.Mo
 def test_usage_errors_keep_typers_message_and_exit_2() -> None:
     res = CliRunner().invoke(app, ["train", "--no-such-option"])
     assert res.exit_code == 2 and "No such option" in res.output
+
+
+def test_an_invalid_group_regex_is_bad_input_naming_the_option(tmp_path: Path) -> None:
+    """Defect: a --group-regex Python cannot compile ended as an unexpected error (exit 1)."""
+    res = CliRunner().invoke(app, ["train", "--data", "synthetic:n=20,size=64", "--out", str(tmp_path / "r"),
+                                   "--group-regex", "([a-z", "--epochs", "1", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "--group-regex '([a-z' is not a valid regular expression" in text and "unexpected" not in text
+    assert not (tmp_path / "r").exists()

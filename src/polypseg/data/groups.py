@@ -17,11 +17,17 @@ def apply_groups(samples: Sequence[Sample], regex: str | None = None, csv_spec: 
     their own group (so they still never straddle splits with their group mates).
 
     Raises:
-        DataError: a regex that matches no sample, or an unreadable CSV / missing column.
+        DataError: an invalid regex or one that matches no sample, or an unreadable CSV / missing column.
     """
     out = list(samples)
     if regex:
-        pattern = re.compile(regex)
+        try:
+            pattern = re.compile(regex)
+        except re.error as exc:
+            raise DataError(
+                f"--group-regex {regex!r} is not a valid regular expression ({exc}); give e.g. '^(\\d+)_' to group "
+                "files by the number before the first underscore"
+            ) from None
         hits = 0
         for i, s in enumerate(out):
             m = pattern.search(s.id.rsplit("/", 1)[-1])
