@@ -180,6 +180,36 @@ def test_demo_replaces_its_own_earlier_folder(tmp_path: Path) -> None:
     assert not (out / "leftover.txt").exists() and (out / ".polypseg-demo").exists()
 
 
+def test_demo_ends_with_the_shipped_model_on_synthetic_frames_and_the_users_image(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from polypseg.data.synthetic import render_frame
+
+    mine = tmp_path / "my frame.jpg"
+    frame, _ = render_frame(seed=3, index=0, size=256)
+    big = cv2.resize(frame, (360, 288))  # a size of its own: the mask must come back at it
+    cv2.imwrite(str(mine), big[..., ::-1])
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--n", "24", "--size", "64", "--epochs", "1", "--image", str(mine)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "4/4 the shipped polyp model 'polyp-unet16'" in text
+    assert "on 3 synthetic frame(s) and 1 image(s) of yours" in text
+    assert "my frame.jpg (yours): polyp area" in text and "not a medical device" in text
+    mask = cv2.imread(str(out / "shipped" / "my frame_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (288, 360) and set(np.unique(mask)) <= {0, 255}
+    assert len(list((out / "shipped").glob("*_mask.png"))) == 4
+
+
+def test_demo_refuses_a_missing_image_before_training(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--image", str(tmp_path / "nope.jpg")])
+    assert result.exit_code == 2 and "nope.jpg: no such file" in result.output
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
