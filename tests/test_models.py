@@ -86,3 +86,29 @@ def test_registry_errors() -> None:
 @pytest.mark.parametrize(("size", "depth", "expected"), [(100, 4, 96), (104, 4, 112), (8, 4, 16), (256, 4, 256)])
 def test_nearest_valid_size(size: int, depth: int, expected: int) -> None:
     assert nearest_valid_size(size, depth) == expected
+
+
+def test_resunet_has_residual_strided_stages_with_resenc_block_counts() -> None:
+    from polypseg.models.resunet import ResidualBlock, default_blocks
+
+    assert default_blocks(4) == (1, 3, 4, 6, 6) and default_blocks(2) == (1, 3, 4)
+    model = build_model("resunet", base=4, depth=4)
+    stages = [model.stem[-1], *model.downs]
+    assert [sum(isinstance(m, ResidualBlock) for m in s) for s in stages] == [1, 3, 4, 6, 6]
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())  # strided convs down-sample
+    assert [s[0].body[0].stride for s in model.downs] == [(2, 2)] * 4
+    x = torch.randn(1, 3, 64, 64)
+    block = model.downs[0][1]  # a same-width block: its shortcut is the identity
+    assert isinstance(block.skip, torch.nn.Identity)
+    with torch.no_grad():
+        for p in block.body.parameters():
+            p.zero_()  # the residual branch off: the block is ReLU(input), as a residual block must be
+        h = torch.relu(torch.randn(1, 8, 16, 16))
+        assert torch.equal(block(h), h)
+    assert model(x).shape == (1, 1, 64, 64)
+    small = build_model("resunet", base=4, depth=2, blocks=[1, 1, 2])
+    assert [sum(isinstance(m, ResidualBlock) for m in s) for s in [small.stem[-1], *small.downs]] == [1, 1, 2]
+    with pytest.raises(ValueError, match="3 positive integers"):
+        build_model("resunet", base=4, depth=2, blocks=[1, 1])
+    with pytest.raises(TypeError, match="valid"):
+        build_model("unet", blocks=[1, 1, 1, 1, 1])  # only the residual model takes blocks

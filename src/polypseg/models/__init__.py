@@ -2,6 +2,7 @@
 
 from polypseg.models.attention_unet import AttentionUNet
 from polypseg.models.registry import MODELS, available_models, build_model
+from polypseg.models.resunet import ResUNet
 from polypseg.models.unet import UNet, nearest_valid_size
 
-__all__ = ["MODELS", "AttentionUNet", "UNet", "available_models", "build_model", "nearest_valid_size"]
+__all__ = ["MODELS", "AttentionUNet", "ResUNet", "UNet", "available_models", "build_model", "nearest_valid_size"]

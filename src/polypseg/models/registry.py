@@ -9,11 +9,13 @@ from torch import nn
 
 from polypseg.errors import InputError
 from polypseg.models.attention_unet import AttentionUNet
+from polypseg.models.resunet import ResUNet
 from polypseg.models.unet import UNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "attention_unet": AttentionUNet,
+    "resunet": ResUNet,
 }
 
 
@@ -32,7 +34,10 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
     factory = MODELS[name]
-    valid = set(inspect.signature(UNet.__init__).parameters) - {"self"}
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # a UNet variant passing **kwargs on
+        params = inspect.signature(UNet).parameters
+    valid = set(params) - {"self"}
     unknown = set(kwargs) - valid
     if unknown:
         raise TypeError(f"model {name!r} got unknown argument(s) {sorted(unknown)}; valid: {sorted(valid)}")
