@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The GPU half of benchmarks/quality.py (issue 5) and benchmarks/speed.py (issue 6), for one lent H200,
-# in at most GPU_TOTAL_S seconds of wall time (default 480 = 8 minutes).
+# in at most GPU_TOTAL_S seconds of wall time (default 420 = 7 minutes), so that the whole device call,
+# the machine's start (about 2 minutes) and the transfers included, fits in 10 minutes and a rerun still
+# fits a 15-minute device budget.
 #
 # Here, once:   bash benchmarks/gpu_prepare.sh        (wheels -> .whl/, PolypGen 256 px -> .gpudata/)
-# Device tool:  run(command="bash benchmarks/gpu.sh", carry=[".whl", ".gpudata"], timeout_s=560)
+# Device tool:  run(command="bash benchmarks/gpu.sh", carry=[".whl", ".gpudata"], timeout_s=480)
 #
 # 1. quality: `seed` and `strong` on PolypGen at its full 256x256 size, GPU_TRAIN_MIN minutes each
-#    (default 2.5; as many of the 150 epochs as fit, stated in the result's epochs_done), evaluated on
+#    (default 2; as many of the 150 epochs as fit, stated in the result's epochs_done), evaluated on
 #    the validation split (threshold 0.5) -> $OUT/quality-h200-*.json
-# 2. speed: benchmarks/speed.py on CUDA (bf16, channels_last, torch.compile, CUDA graphs; batch GPU_BATCH and 1)
+# 2. speed: benchmarks/speed.py on CUDA (bf16, channels_last, torch.compile, CUDA graphs; batch GPU_BATCH
+#    (default 32) and 1)
 #    with the time that is left -> $OUT/speed-cuda-*.json (written after every row, so a cut run keeps
 #    what it measured).
 # Afterwards, here: copy the JSON files into benchmarks/results/ and run
@@ -16,7 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu}
-TOTAL=${GPU_TOTAL_S:-480}
+TOTAL=${GPU_TOTAL_S:-420}
 TRAIN_MIN=${GPU_TRAIN_MIN:-2}
 BATCH=${GPU_BATCH:-32}
 PY=${PYTHON:-python3}
