@@ -166,3 +166,28 @@ def test_an_unreadable_video_is_a_clear_error_naming_the_file(tmp_path: Path, ki
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert "bad.avi" in text and ("cannot open video" in text or "no frame that can be decoded" in text)
+
+
+def test_discovery_reads_only_the_npy_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discovery checks each split's shapes and dtypes from the ``.npy`` headers: no array is decompressed
+    (the issue: NPZ sources were decompressed in discovery and again by the cache)."""
+    _npz(tmp_path / "set.npz", n=5)
+    loaded: list[str] = []
+    real = np.lib.npyio.NpzFile.__getitem__
+
+    def counting(self, key):
+        loaded.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", counting)
+    samples = discover(tmp_path / "set.npz")
+    assert len(samples) == 15 and loaded == []
+    bad = tmp_path / "objects.npz"
+    np.savez(bad, train_images=np.array([object()] * 2, dtype=object), train_label=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DataError, match="hold Python objects"):
+        discover(bad)
+    mismatch = tmp_path / "mismatch.npz"
+    np.savez(mismatch, train_images=np.zeros((4, 8, 8, 3), np.uint8), train_label=np.zeros((3, 8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"\(4, 8, 8, 3\) and train_label \(3, 8, 8\) differ in N"):
+        discover(mismatch)
+    assert loaded == []

@@ -27,7 +27,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,15 +211,15 @@ def _npz_split(path: Path, arrays: Any, split: str, keys: set[str], problems: Pr
         problems.append(f"{path}: has {ik if ik in keys else lk} but not {lk if ik in keys else ik}")
         return []
     try:
-        img, lab = arrays[ik], arrays[lk]
-    except ValueError as exc:  # an object array: reading it would unpickle Python objects, which is refused
-        problems.append(
-            f"{path}: {ik} / {lk} hold Python objects ({exc}); polypseg never unpickles data. Save plain "
-            "uint8 arrays with numpy.savez"
-        )
-        return []
+        img, lab = _npy_header(arrays, ik), _npy_header(arrays, lk)
     except _NPZ_ERRORS as exc:
         problems.append(f"{path}: {ik} / {lk} cannot be read, the archive is damaged ({exc}); write it again")
+        return []
+    if img.dtype.hasobject or lab.dtype.hasobject:  # reading them would unpickle Python objects: refused
+        problems.append(
+            f"{path}: {ik} / {lk} hold Python objects (dtype {img.dtype} / {lab.dtype}); polypseg never unpickles "
+            "data. Save plain uint8 arrays with numpy.savez"
+        )
         return []
     if img.ndim not in (3, 4) or (img.ndim == 4 and img.shape[3] not in (1, 3)) or lab.ndim != 3:
         problems.append(
@@ -236,6 +236,26 @@ def _npz_split(path: Path, arrays: Any, split: str, keys: set[str], problems: Pr
         Sample(id=f"{path.stem}/{split}/{i:05d}", image=path, mask=path, source=path.stem, split=split, index=i)
         for i in range(img.shape[0])
     ]
+
+
+@dataclass(frozen=True)
+class _ArrayHeader:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def _npy_header(arrays: Any, key: str) -> _ArrayHeader:
+    """Shape and dtype of the array ``key`` of an open NPZ archive, from its ``.npy`` header alone: discovery
+    decompresses no pixel (the arrays are read once, when the cache is built)."""
+    with arrays.zip.open(f"{key}.npy") as fp:
+        version = np.lib.format.read_magic(fp)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read(fp)
+    return _ArrayHeader(tuple(shape), np.dtype(dtype))
 
 
 def _npz(path: Path, problems: Problems) -> list[Sample] | None:
