@@ -1,0 +1,128 @@
+"""Does starting from the shipped model pay? Fine-tuning against training from scratch, same budget.
+
+    python benchmarks/finetune.py [--minutes 10 30] [--data ../shared/data/polyp-train/kvasir] [--model polyp-unet16]
+        [--size 192] [--seed 0] [--table]
+
+For each budget, two runs of the shipped model's recipe (``strong``: U-Net base 16, deep supervision,
+structure loss) on the data (default Kvasir-SEG, 900 frames; a seeded 15 % validation split, the same
+images for both runs): one from random weights, one with ``--init`` from the shipped model (trained on
+PolypGen only, so Kvasir is a new centre to it). Each trains for the budget (the run's total training
+time; resumable), then is scored on the validation split at original resolution with threshold 0.5
+(no tuning on the images we report), and the pair is compared image by image with
+``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip permutation p-value).
+Results: ``benchmarks/results/finetune-<data>-<minutes>min.json``; ``--table`` (also run at the end)
+rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from generalise import cpu_model, has_bf16
+
+from polypseg.config import load_recipe
+from polypseg.evaluation.compare import compare
+from polypseg.evaluation.evaluate import evaluate
+from polypseg.training import fit, read_metrics
+from polypseg.zoo import find
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "finetune"
+START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
+
+
+def train_and_score(run: Path, data: str, size: int, seed: int, minutes: float, init: str | None) -> dict:
+    if (run / "eval" / "val" / "summary.json").exists():
+        summary = json.loads((run / "eval" / "val" / "summary.json").read_text())
+    else:
+        if (run / "checkpoints" / "last.ckpt").exists():
+            fit(None, [], run, resume=True, max_minutes=minutes, progress=False)
+        else:
+            overrides = {"seed": seed, "data.size": size, "data.val_fraction": 0.15, "data.test_fraction": 0.0,
+                         "init_weights": init}  # fmt: skip
+            fit(load_recipe("strong", overrides), [data], run, max_minutes=minutes, progress=False)
+        summary = evaluate(run, split="val", threshold=0.5, out_dir=run / "eval" / "val").summary
+    rows = read_metrics(run)
+    return {"run": str(run), "epochs_done": len(rows), "n_val": summary["metrics"]["n_images"],
+            "mDice": summary["metrics"]["mean"]["dice"], "mIoU": summary["metrics"]["mean"]["iou"]}  # fmt: skip
+
+
+def run_budget(data: str, model: str, minutes: float, size: int, seed: int) -> dict:
+    name = Path(data).name
+    out_json = RESULTS / f"finetune-{name}-{model}-{size}px-s{seed}-{minutes:g}min.json"
+    if out_json.exists():
+        print(f"skip (done): {out_json.name}")
+        return json.loads(out_json.read_text())
+    if find(model) is None:
+        raise SystemExit(f"{model} is not a shipped model (polypseg models)")
+    t0 = time.perf_counter()
+    scratch = train_and_score(RUNS / f"{name}-scratch-{size}px-s{seed}-{minutes:g}min", data, size, seed, minutes, None)
+    tuned = train_and_score(RUNS / f"{name}-init-{model}-{size}px-s{seed}-{minutes:g}min", data, size, seed, minutes,
+                            model)  # fmt: skip
+    paired = compare(Path(scratch["run"]) / "eval" / "val", Path(tuned["run"]) / "eval" / "val", "val", "dice")
+    result = {
+        "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed, "recipe": "strong",
+        "cpu": cpu_model(), "bf16_units": has_bf16(), "scratch": scratch, "init": tuned,
+        "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
+        "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
+        f"--seed {seed}",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1))
+    print(f"{name} {minutes:g} min: scratch {scratch['mDice']:.4f} ({scratch['epochs_done']} epochs), --init {model} "
+          f"{tuned['mDice']:.4f} ({tuned['epochs_done']} epochs), paired diff {paired.diff:+.4f} "
+          f"[{paired.ci_low:+.4f}, {paired.ci_high:+.4f}], p {paired.p_value:.4f}")  # fmt: skip
+    return result
+
+
+def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
+    """The fine-tuning section of ``docs/results.md`` from every result JSON."""
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("finetune-*.json"))]
+    lines = [START, "", "## Fine-tuning from the shipped model against training from scratch (benchmarks/finetune.py)",
+             "", "Same recipe (`strong`), data, seeded validation split and wall-clock budget for both runs; scored on "
+             "the validation split at original resolution, threshold 0.5. Paired: `polypseg compare` over the same "
+             "images (init minus scratch; 95 % bootstrap interval; sign-flip permutation p).", "",
+             "| data | budget | CPU (bf16 units) | scratch mDice (epochs) | `--init` mDice (epochs) | paired diff "
+             "[95 % CI] | p | images |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        p, sc, it = r["paired_init_minus_scratch"], r["scratch"], r["init"]
+        cpu = f"{r['cpu']} ({'yes' if r['bf16_units'] else 'no'})"
+        lines.append(f"| {Path(r['data']).name} | {r['budget_minutes']:g} min | {cpu} | {sc['mDice']:.4f} "
+                     f"({sc['epochs_done']}) | {it['mDice']:.4f} ({it['epochs_done']}) | {p['diff']:+.4f} "
+                     f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['p_value']:.4f} | {sc['n_val']} |")  # fmt: skip
+    lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + ["", END]
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        text = text.split(START)[0] + "\n".join(lines) + text.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
+    print(f"written {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", nargs="+", type=float, default=[10.0, 30.0])
+    ap.add_argument("--data", default=str(SHARED / "polyp-train" / "kvasir"))
+    ap.add_argument("--model", default="polyp-unet16")
+    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
+    args = ap.parse_args()
+    if not args.table:
+        if not Path(args.data).exists():
+            raise SystemExit(f"{args.data} is absent: this benchmark needs the polyp data")
+        print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'})", flush=True)
+        for minutes in args.minutes:
+            run_budget(args.data, args.model, minutes, args.size, args.seed)
+    write_table()
+
+
+if __name__ == "__main__":
+    main()

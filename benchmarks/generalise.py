@@ -1,0 +1,193 @@
+"""Generalisation to other centres: train a recipe on one source, score it whole on sources it never saw.
+
+    python benchmarks/generalise.py [--experiments polypgen kvasir+clinicdb loco-C1 ...] [--recipe strong]
+        [--minutes 20] [--size 192] [--seed 0] [--table]
+
+Experiments (data from ``../shared/data``, never copied: leave-one-centre-out folders are symlinks
+under ``runs/generalise/data/``):
+
+- ``polypgen``: PolypGen train (984 frames, six centres; its own 140-frame val split for checkpoint
+  selection) -> Kvasir-SEG (900) and CVC-ClinicDB (550), each scored whole;
+- ``kvasir+clinicdb``: Kvasir + ClinicDB (a seeded 10 % validation split, ClinicDB frames grouped by
+  video sequence) -> PolypGen val (140) and PolypGen train (984) as external sets;
+- ``loco-C1`` .. ``loco-C6``: PolypGen train + val without centre Ck (a seeded 10 % validation split
+  grouped by PolypGen's ``group_id``) -> centre Ck's frames whole (centre from
+  ``polypgen_256_split.csv``).
+
+Each trains with ``--max-minutes`` (the run's total training time; resumable: an interrupted run
+continues with the rest of its budget, a finished result is skipped), then ``polypseg evaluate`` with
+the external sets (``evaluation.sets``: checked external by content, the table with mDice, mIoU,
+weighted F, S, E and MAE). The external sets are scored at the threshold tuned on the run's own
+validation images (never on a test set). Results: ``benchmarks/results/generalise-<exp>-<recipe>-<size>px-
+<minutes>min.json``; ``--table`` (also run at the end) rebuilds the section of ``docs/results.md``
+between the generalisation markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+from polypseg.config import load_recipe
+from polypseg.evaluation.evaluate import evaluate
+from polypseg.evaluation.sets import evaluate_sets
+from polypseg.evaluation.tune import tune_threshold
+from polypseg.training import fit, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "generalise"
+CENTRES = ("C1", "C2", "C3", "C4", "C5", "C6")
+EXPERIMENTS = ("polypgen", "kvasir+clinicdb", *(f"loco-{c}" for c in CENTRES))
+START, END = "<!-- generalise:start -->", "<!-- generalise:end -->"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def has_bf16() -> bool:
+    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _link_pairs(rows: list[dict], root: Path) -> Path:
+    """A pair folder of symlinks to the PolypGen frames of ``rows`` (``images/`` + ``masks/``)."""
+    for kind, ext in (("images", ".jpg"), ("masks", ".png")):
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for r in rows:
+            link = root / kind / f"{r['stem']}{ext}"
+            if not link.is_symlink():
+                link.symlink_to(SHARED / "polypgen" / r["split"] / kind / f"{r['stem']}{ext}")
+    return root
+
+
+def loco_data(centre: str) -> tuple[Path, Path, Path]:
+    """(training folder without ``centre``, its group CSV, the centre's folder) built from the split CSV."""
+    with (SHARED / "polypgen" / "polypgen_256_split.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    base = RUNS / "data"
+    rest = _link_pairs([r for r in rows if r["centre"] != centre], base / f"polypgen-no{centre}")
+    held = _link_pairs([r for r in rows if r["centre"] == centre], base / f"polypgen-{centre}")
+    groups = base / f"polypgen-no{centre}-groups.csv"
+    groups.write_text("stem,group\n" + "".join(f"{r['stem']},{r['group_id']}\n" for r in rows if r["centre"] != centre))
+    return rest, groups, held
+
+
+def plan(exp: str) -> tuple[list[str], dict, list[str]]:
+    """(training --data, recipe overrides, external test sets) of one experiment."""
+    pg, pt = SHARED / "polypgen", SHARED / "polyp-train"
+    if exp == "polypgen":
+        return [str(pg)], {}, [str(pt / "kvasir"), str(pt / "clinicdb")]
+    if exp == "kvasir+clinicdb":
+        import quality  # the ClinicDB frame -> sequence table lives there
+
+        groups = quality.clinicdb_group_csv(RUNS)
+        named = []
+        for split in ("val", "train"):  # named links, so the table says PolypGen-val rather than val
+            link = RUNS / "data" / f"PolypGen-{split}"
+            if not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(pg / split, target_is_directory=True)
+            named.append(str(link))
+        return [str(pt / "kvasir"), str(pt / "clinicdb")], {"data.val_fraction": 0.1, "data.group_csv": groups}, named
+    centre = exp.removeprefix("loco-")
+    rest, groups, held = loco_data(centre)
+    return [str(rest)], {"data.val_fraction": 0.1, "data.group_csv": f"{groups}:group"}, [str(held)]
+
+
+def run_one(exp: str, recipe_name: str, minutes: float, size: int, seed: int) -> dict:
+    out_json = RESULTS / f"generalise-{exp}-{recipe_name}-{size}px-s{seed}-{minutes:g}min.json"
+    if out_json.exists():
+        print(f"skip (done): {out_json.name}")
+        return json.loads(out_json.read_text())
+    data, overrides, external = plan(exp)
+    run = RUNS / f"{exp}-{recipe_name}-{size}px-s{seed}-{minutes:g}min"
+    t0 = time.perf_counter()
+    if (run / "checkpoints" / "last.ckpt").exists():
+        print(f"resume {run} (budget {minutes:g} min in all)")
+        fit(None, [], run, resume=True, max_minutes=minutes, progress=False)
+    else:
+        recipe = load_recipe(recipe_name, {"seed": seed, "data.size": size, "data.test_fraction": 0.0, **overrides})
+        fit(recipe, data, run, max_minutes=minutes, progress=False)
+    train_s = time.perf_counter() - t0
+    sweep = tune_threshold(run)  # on the run's validation images only
+    val = evaluate(run, split="val", out_dir=run / "eval" / "val").summary
+    res = evaluate_sets(run, external, run / "eval" / "external")
+    rows = read_metrics(run)
+    env = json.loads((run / "env.json").read_text())
+    result = {
+        "experiment": exp, "recipe": recipe_name, "size": size, "seed": seed, "budget_minutes": minutes,
+        "cpu": cpu_model(), "bf16_units": has_bf16(), "threads": env.get("torch_threads"),
+        "precision_used": env.get("precision"), "epochs_done": len(rows), "train_seconds_this_call": train_s,
+        "threshold": sweep.best, "train_data": data,
+        "validation": {"n": val["metrics"]["n_images"], "mDice": val["metrics"]["mean"]["dice"],
+                       "mIoU": val["metrics"]["mean"]["iou"]},
+        "external": res.rows,
+        "command": f"python benchmarks/generalise.py --experiments {exp} --recipe {recipe_name} --minutes {minutes:g} "
+        f"--size {size} --seed {seed}",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1))
+    ext = ", ".join(f"{r['set']} {r['mDice']:.4f}" for r in res.rows[:-2])
+    print(f"{exp} {recipe_name}: val mDice {result['validation']['mDice']:.4f}; external {ext} ({len(rows)} epochs)")
+    return result
+
+
+def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
+    """The generalisation section of ``docs/results.md`` from every result JSON."""
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("generalise-*.json"))]
+    lines = [START, "", "## Generalisation to unseen centres (benchmarks/generalise.py)", "",
+             "Each run trains on the first column's data for the stated budget (the run's total training time), "
+             "keeps the best validation epoch, tunes its threshold on its own validation images, and is scored "
+             "whole on sets that share no image with it (checked by content). External mDice is the mean over "
+             "each set's images at original resolution; the mean over sets weighs each set equally.", "",
+             "| trained on | recipe | size | budget | CPU (bf16 units) | epochs | val mDice | external set | images "
+             "| mDice | mIoU | wF | S | mean E | MAE |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+             "---|"]  # fmt: skip
+    for r in results:
+        for k, row in enumerate(r["external"]):
+            lead = (f"| {r['experiment']} | `{r['recipe']}` | {r['size']} | {r['budget_minutes']:g} min | {r['cpu']} "
+                    f"({'yes' if r['bf16_units'] else 'no'}) | {r['epochs_done']} | {r['validation']['mDice']:.4f} "
+                    if k == 0 else "| | | | | | | ")  # fmt: skip
+            lines.append(lead + f"| {row['set']} | {int(row['images'])} | {row['mDice']:.4f} | {row['mIoU']:.4f} | "
+                         f"{row['wF']:.4f} | {row['S']:.4f} | {row['mean E']:.4f} | {row['MAE']:.4f} |")  # fmt: skip
+    lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + ["", END]
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        text = text.split(START)[0] + "\n".join(lines) + text.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
+    print(f"written {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS[:2]), choices=EXPERIMENTS)
+    ap.add_argument("--recipe", default="strong")
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
+    args = ap.parse_args()
+    if not args.table:
+        if not SHARED.exists():
+            raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
+        print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'})", flush=True)
+        for exp in args.experiments:
+            run_one(exp, args.recipe, args.minutes, args.size, args.seed)
+    write_table()
+
+
+if __name__ == "__main__":
+    main()
