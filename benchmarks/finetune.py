@@ -5,10 +5,11 @@
 
 For each budget, two runs of the shipped model's recipe (``strong``: U-Net base 16, deep supervision,
 structure loss) on the data (default Kvasir-SEG, 900 frames; a seeded 15 % validation split, the same
-images for both runs): one from random weights, one with ``--init`` from the shipped model (trained on
-PolypGen only, so Kvasir is a new centre to it). Each trains for the budget (the run's total training
-time; resumable), then is scored on the validation split at original resolution with threshold 0.5
-(no tuning on the images we report), and the pair is compared image by image with
+images for both runs, which pick each run's best epoch) and a seeded 15 % test split, the same for
+both): one from random weights, one with ``--init`` from the shipped model (trained on PolypGen only,
+so Kvasir is a new centre to it). Each trains for the budget (the run's total training time;
+resumable), then is scored on the TEST split at original resolution with threshold 0.5 (the images
+that chose the checkpoint are never the ones reported), and the pair is compared image by image with
 ``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip permutation p-value).
 Results: ``benchmarks/results/finetune-<data>-<minutes>min.json``; ``--table`` (also run at the end)
 rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
@@ -37,18 +38,18 @@ START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
 
 
 def train_and_score(run: Path, data: str, size: int, seed: int, minutes: float, init: str | None) -> dict:
-    if (run / "eval" / "val" / "summary.json").exists():
-        summary = json.loads((run / "eval" / "val" / "summary.json").read_text())
+    if (run / "eval" / "test" / "summary.json").exists():
+        summary = json.loads((run / "eval" / "test" / "summary.json").read_text())
     else:
         if (run / "checkpoints" / "last.ckpt").exists():
             fit(None, [], run, resume=True, max_minutes=minutes, progress=False)
         else:
-            overrides = {"seed": seed, "data.size": size, "data.val_fraction": 0.15, "data.test_fraction": 0.0,
+            overrides = {"seed": seed, "data.size": size, "data.val_fraction": 0.15, "data.test_fraction": 0.15,
                          "init_weights": init}  # fmt: skip
             fit(load_recipe("strong", overrides), [data], run, max_minutes=minutes, progress=False)
-        summary = evaluate(run, split="val", threshold=0.5, out_dir=run / "eval" / "val").summary
+        summary = evaluate(run, split="test", threshold=0.5, out_dir=run / "eval" / "test").summary
     rows = read_metrics(run)
-    return {"run": str(run), "epochs_done": len(rows), "n_val": summary["metrics"]["n_images"],
+    return {"run": str(run), "epochs_done": len(rows), "n_test": summary["metrics"]["n_images"],
             "mDice": summary["metrics"]["mean"]["dice"], "mIoU": summary["metrics"]["mean"]["iou"]}  # fmt: skip
 
 
@@ -64,7 +65,7 @@ def run_budget(data: str, model: str, minutes: float, size: int, seed: int) -> d
     scratch = train_and_score(RUNS / f"{name}-scratch-{size}px-s{seed}-{minutes:g}min", data, size, seed, minutes, None)
     tuned = train_and_score(RUNS / f"{name}-init-{model}-{size}px-s{seed}-{minutes:g}min", data, size, seed, minutes,
                             model)  # fmt: skip
-    paired = compare(Path(scratch["run"]) / "eval" / "val", Path(tuned["run"]) / "eval" / "val", "val", "dice")
+    paired = compare(Path(scratch["run"]) / "eval" / "test", Path(tuned["run"]) / "eval" / "test", "test", "dice")
     result = {
         "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed, "recipe": "strong",
         "cpu": cpu_model(), "bf16_units": has_bf16(), "scratch": scratch, "init": tuned,
@@ -85,8 +86,9 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The fine-tuning section of ``docs/results.md`` from every result JSON."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("finetune-*.json"))]
     lines = [START, "", "## Fine-tuning from the shipped model against training from scratch (benchmarks/finetune.py)",
-             "", "Same recipe (`strong`), data, seeded validation split and wall-clock budget for both runs; scored on "
-             "the validation split at original resolution, threshold 0.5. Paired: `polypseg compare` over the same "
+             "", "Same recipe (`strong`), data, seeded 15 % validation split (picks the best epoch) and wall-clock "
+             "budget for both runs; scored on a seeded 15 % test split at original resolution, threshold 0.5. "
+             "Paired: `polypseg compare` over the same "
              "images (init minus scratch; 95 % bootstrap interval; sign-flip permutation p).", "",
              "| data | budget | CPU (bf16 units) | scratch mDice (epochs) | `--init` mDice (epochs) | paired diff "
              "[95 % CI] | p | images |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -95,7 +97,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         cpu = f"{r['cpu']} ({'yes' if r['bf16_units'] else 'no'})"
         lines.append(f"| {Path(r['data']).name} | {r['budget_minutes']:g} min | {cpu} | {sc['mDice']:.4f} "
                      f"({sc['epochs_done']}) | {it['mDice']:.4f} ({it['epochs_done']}) | {p['diff']:+.4f} "
-                     f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['p_value']:.4f} | {sc['n_val']} |")  # fmt: skip
+                     f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['p_value']:.4f} | {sc['n_test']} |")  # fmt: skip
     lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + ["", END]
     text = path.read_text() if path.exists() else ""
     if START in text and END in text:

@@ -136,8 +136,7 @@ def interrupted_run(soak: Soak, run: Path, epoch_s: float) -> None:
             landed = proc.poll() is None
         if landed:
             proc.send_signal(sig)
-        proc.wait(timeout=300)
-        output = proc.stdout.read()
+        output, _ = proc.communicate(timeout=300)  # reads the pipe while waiting: no deadlock on long output
         event = {"stop": k + 1, "signal": signal.Signals(sig).name, "after_epochs": target,
                  "delay_s": round(delay, 2), "at_s": round(time.monotonic() - started, 2), "landed": landed,
                  "exit_code": proc.returncode, "epochs_saved": _saved(run)}  # fmt: skip
@@ -148,7 +147,8 @@ def interrupted_run(soak: Soak, run: Path, epoch_s: float) -> None:
                        proc.returncode == 128 + sig and "Traceback" not in output, output.strip()[-160:])  # fmt: skip
         if not landed:
             return
-        argv = ["train", "--out", str(run), "--resume", "--no-progress"] if _saved(run) else soak.train_args(run)
+        resumable = (run / "checkpoints" / "last.ckpt").exists()  # the commit point, not the metrics rows
+        argv = ["train", "--out", str(run), "--resume", "--no-progress"] if resumable else soak.train_args(run)
     done = soak.polypseg(*argv)
     soak.check("the last session finishes", done.returncode == 0, (done.stdout + done.stderr).strip()[-300:])
 
@@ -170,7 +170,8 @@ def serve_masks(soak: Soak, run: Path, images: list[Path]) -> list[bytes]:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         return [httpx.post(url + "/predict?output=mask", content=p.read_bytes(), timeout=60).content for p in images]
     finally:
         server.terminate()

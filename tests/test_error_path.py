@@ -31,8 +31,9 @@ def _raise(exc: BaseException):
         (TrainingFailedError("training loss is nan at epoch 3"), 1, "training loss is nan at epoch 3"),
         (DiskFullError("no space left on the device while writing a.ckpt"), 1, "no space left"),
         (OSError(28, "No space left on device"), 1, "no space left on the device; free some space"),
+        (type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory"), 1, "out of memory; use a smaller"),
     ],
-    ids=["input", "missing-file", "permission", "diverged", "disk-full", "raw-enospc"],
+    ids=["input", "missing-file", "permission", "diverged", "disk-full", "raw-enospc", "cuda-oom"],
 )  # fmt: skip
 def test_expected_failures_print_a_message_and_their_exit_code(
     monkeypatch: pytest.MonkeyPatch, exc: BaseException, code: int, shown: str
@@ -86,3 +87,11 @@ def test_an_invalid_group_regex_is_bad_input_naming_the_option(tmp_path: Path) -
     text = " ".join(res.output.split())
     assert "--group-regex '([a-z' is not a valid regular expression" in text and "unexpected" not in text
     assert not (tmp_path / "r").exists()
+
+
+def test_a_closed_pipe_is_left_to_typer_not_reported_as_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: 'polypseg ... | head' raised BrokenPipeError inside the command, and the error path
+    called it an unexpected error and wrote a traceback log."""
+    monkeypatch.setattr(check, "check_data", _raise(BrokenPipeError(32, "Broken pipe")))
+    res = CliRunner().invoke(app, ["data", "check", "x"])
+    assert res.exit_code == 1 and "unexpected" not in res.output and "error:" not in res.output  # Typer's EPIPE rule

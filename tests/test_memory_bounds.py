@@ -191,3 +191,33 @@ def test_discovery_reads_only_the_npy_headers(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(DataError, match=r"\(4, 8, 8, 3\) and train_label \(3, 8, 8\) differ in N"):
         discover(mismatch)
     assert loaded == []
+
+
+def test_an_npz_whose_header_claims_more_than_it_stores_or_too_many_pixels_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: discovery read shapes from headers but checked neither the pixel limit nor that the
+    archive stores what the header claims, so an NPZ 'bomb' reached the cache build (out of memory)."""
+    import zipfile
+
+    lying = tmp_path / "lying.npz"
+    np.savez(lying, train_images=np.zeros((2, 8, 8, 3), np.uint8), train_label=np.zeros((2, 8, 8), np.uint8))
+    with zipfile.ZipFile(lying) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = members["train_images.npy"]
+    members["train_images.npy"] = header.replace(b"(2, 8, 8, 3)", b"(2000, 8, 8, 3)")  # the header lies
+    with zipfile.ZipFile(lying, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(
+        DataError, match=r"header claims \(2000, 8, 8, 3\) uint8 \(384000 bytes\) but the archive stores"
+    ):
+        discover(lying)
+    monkeypatch.setattr(data_io, "MAX_PIXELS", 63)
+    from polypseg.data import layouts
+
+    monkeypatch.setattr(layouts, "MAX_PIXELS", 63)
+    big = tmp_path / "big.npz"
+    np.savez(big, train_images=np.zeros((2, 8, 8, 3), np.uint8), train_label=np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="8x8 = 64 pixels, above the limit of 63"):
+        discover(big)

@@ -72,6 +72,11 @@ def test_budget_is_total_training_time_and_resume_is_exact(tmp_path: Path, monke
         assert torch.equal(tensor, _weights(tmp_path / "cut")[name]), name
     cfg = yaml.safe_load((tmp_path / "cut" / "config.yaml").read_text())
     assert cfg["max_minutes"] == 0.2
+    # resuming a run whose budget is spent (e.g. a benchmark rerun after a crash in evaluation) trains nothing
+    before = _weights(whole.run_dir)
+    fit(None, [], whole.run_dir, resume=True, progress=False)
+    assert read_metrics(whole.run_dir) == rows
+    assert all(torch.equal(t, _weights(whole.run_dir)[k]) for k, t in before.items())
 
 
 def test_a_bad_mask_leaves_no_half_made_run_folder(tmp_path: Path) -> None:

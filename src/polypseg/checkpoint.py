@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import zipfile
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from polypseg.atomic import atomic_save
+from polypseg.atomic import atomic_write_bytes
 from polypseg.errors import InputError
 from polypseg.models import build_model
 
@@ -126,5 +127,9 @@ def update_checkpoint_meta(path: str | Path, **updates: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through :func:`polypseg.atomic.atomic_save` (temporary file, fsync, rename)."""
-    atomic_save(path, lambda tmp: torch.save(obj, tmp))
+    """``torch.save`` into memory, then :func:`polypseg.atomic.atomic_write_bytes` (temporary file, fsync,
+    rename): a full disk is an ``OSError`` there (``DiskFullError``), where torch's own file writer would
+    raise a bare ``RuntimeError``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())

@@ -8,6 +8,7 @@ goes to a log file whose path the message gives, and the exit code is 1. ``polyp
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import os
@@ -63,7 +64,12 @@ def write_traceback_log(exc: BaseException) -> Path | None:
     """
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     text = "command: " + " ".join(sys.argv) + "\n\n" + "".join(traceback.format_exception(exc))
-    for folder in (cache_root() / "logs", Path(tempfile.gettempdir()) / "polypseg-logs"):
+
+    candidates = []
+    with contextlib.suppress(RuntimeError):  # no home folder (an arbitrary uid in a container)
+        candidates.append(cache_root() / "logs")
+    candidates.append(Path(tempfile.gettempdir()) / "polypseg-logs")
+    for folder in candidates:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"error-{stamp}-{os.getpid()}.log"
@@ -83,7 +89,7 @@ def classify(exc: BaseException) -> tuple[int, str, bool]:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" while writing {exc.filename}" if exc.filename else ""
         return EXIT_FAILURE, f"no space left on the device{where}; free some space and run the command again", False
-    if isinstance(exc, MemoryError):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's is a RuntimeError
         return EXIT_FAILURE, "out of memory; use a smaller --batch-size or image size, or fewer workers", False
     return EXIT_FAILURE, f"{type(exc).__name__}: {exc}", True
 
@@ -123,6 +129,6 @@ class PolypsegGroup(TyperGroup):
             )
             raise typer.Exit(code=EXIT_SIGINT) from None
         except Exception as exc:
-            if debug_requested(ctx):
-                raise
+            if debug_requested(ctx) or isinstance(exc, BrokenPipeError):
+                raise  # a closed pipe (polypseg ... | head): Typer's own handling, not an error of ours
             raise typer.Exit(code=report_failure(exc)) from None

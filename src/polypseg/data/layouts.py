@@ -23,6 +23,7 @@ one line per problem to ``problems``.
 
 from __future__ import annotations
 
+import math
 import warnings
 import zipfile
 import zlib
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from polypseg.data.errors import DataError, unreadable_file
-from polypseg.data.io import IMAGE_EXTENSIONS
+from polypseg.data.io import IMAGE_EXTENSIONS, MAX_PIXELS
 from polypseg.data.sample import SPLITS, Sample
 
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
@@ -224,6 +225,18 @@ def _npz_split(path: Path, arrays: Any, split: str, keys: set[str], problems: Pr
     if img.ndim not in (3, 4) or (img.ndim == 4 and img.shape[3] not in (1, 3)) or lab.ndim != 3:
         problems.append(
             f"{path}: {ik} {img.shape} / {lk} {lab.shape}: expected (N, H, W[, 3]) images and (N, H, W) labels"
+        )
+        return []
+    for key, head in ((ik, img), (lk, lab)):  # a header may claim more than is stored: refuse before reading
+        claimed, stored = math.prod(head.shape) * head.dtype.itemsize, arrays.zip.getinfo(f"{key}.npy").file_size
+        if claimed > stored:
+            problems.append(f"{path}: {key}'s header claims {head.shape} {head.dtype} ({claimed} bytes) but the "
+                            f"archive stores {stored} bytes: the file is damaged; write it again")  # fmt: skip
+            return []
+    if img.shape[1] * img.shape[2] > MAX_PIXELS:
+        problems.append(
+            f"{path}: {ik} frames are {img.shape[2]}x{img.shape[1]} = {img.shape[1] * img.shape[2]} pixels, above the "
+            f"limit of {MAX_PIXELS} that image files have too; downscale them before saving the archive"
         )
         return []
     if img.shape[:3] != lab.shape:

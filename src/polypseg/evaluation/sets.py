@@ -72,11 +72,15 @@ def expand_sets(data: Sequence[str]) -> list[TestSet]:
             found += [(sub.name, str(sub)) for sub in pair_subfolders(path)]
         else:
             found.append((data_name([str(arg)]), str(arg)))
-    used: dict[str, int] = {}
+    taken: set[str] = set()
     out = []
     for name, value in found:
-        used[name] = used.get(name, 0) + 1
-        out.append(TestSet(name if used[name] == 1 else f"{name}_{used[name]}", value))
+        unique, k = name, 1
+        while unique in taken:  # Kvasir, Kvasir_2, ...; never one a later set already has
+            k += 1
+            unique = f"{name}_{k}"
+        taken.add(unique)
+        out.append(TestSet(unique, value))
     return out
 
 
@@ -135,7 +139,7 @@ def render_tables(rows: Sequence[dict[str, object]], caption: str) -> dict[str, 
     heads = ["set", *(h for h, _, _ in COLUMNS)]
     n_sets = len(rows) - 2
     md = [f"| {' | '.join(heads)} |", "|" + "---|" + "---:|" * len(COLUMNS)]
-    md += [f"| {' | '.join(_cells(r))} |" for r in rows]
+    md += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
     md += [
         "",
         f"{caption}. Means are taken over the {n_sets} set(s) above them; images are each scored at "
@@ -145,7 +149,7 @@ def render_tables(rows: Sequence[dict[str, object]], caption: str) -> dict[str, 
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(heads)
     for r in rows:
-        w.writerow([r["set"], *(r[h] for h, _, _ in COLUMNS)])
+        w.writerow([r["set"], *(int(r[h]) if h == "images" else r[h] for h, _, _ in COLUMNS)])
     tex = ["\\begin{table}[t]", "\\centering", "\\begin{tabular}{l" + "r" * len(COLUMNS) + "}", "\\toprule",
            " & ".join(["Set", "Images", "mDice", "mIoU", "$F^w_\\beta$", "$S_\\alpha$", "mean $E_\\phi$",
                        "max $E_\\phi$", "MAE"]) + " \\\\", "\\midrule"]  # fmt: skip

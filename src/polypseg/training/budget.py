@@ -53,6 +53,10 @@ class TrainingBudget(pl.Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.spent_s = float(state["spent_s"])
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.budget_s is not None and self.spent_s >= self.budget_s:
+            trainer.should_stop = True  # a resumed run whose budget is spent: not one more batch
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._mark = self.clock()
 

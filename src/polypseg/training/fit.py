@@ -135,12 +135,15 @@ def fit(
             if rank0:
                 prepare_folder(run, resume)
             recorder = RunRecorder(run.root)
-            return _train(run, recipe, data, resume, trainer_kwargs, rank0, max_minutes, layout, progress,
-                          loggers, recorder, guard, num_nodes, accelerator, devices)  # fmt: skip
+            result = _train(run, recipe, data, resume, trainer_kwargs, rank0, max_minutes, layout, progress,
+                            loggers, recorder, guard, num_nodes, accelerator, devices)  # fmt: skip
+            guard.finished()  # a signal in the last validation: answered before the caller tunes
+            return result
     finally:
         guard.restore()
-        if created and run.root.is_dir() and not any(run.root.iterdir()):
-            run.root.rmdir()  # bad data or options: leave no empty run folder behind
+        if rank0 and created and run.root.is_dir() and not any(run.root.iterdir()):
+            with contextlib.suppress(OSError):
+                run.root.rmdir()  # bad data or options: leave no empty run folder behind
 
 
 def _train(

@@ -33,7 +33,9 @@ _EARLY_FILES = {"config.yaml", "split.json", "env.json", "metrics.csv", "checkpo
 
 def prepare_folder(run: RunPaths, resume: bool) -> None:
     """Refuse to mix runs: a new run needs an empty folder, or one whose earlier run stopped before its
-    first checkpoint (its files are removed and the run starts again); resume needs ``last.ckpt``."""
+    first checkpoint (its files are removed and the run starts again); resume needs ``last.ckpt``.
+    Temporary files a killed writer left are removed first."""
+    remove_stale_temporaries(run)
     if resume:
         if not run.checkpoint("last").exists():
             raise RunFolderError(
@@ -44,13 +46,23 @@ def prepare_folder(run: RunPaths, resume: bool) -> None:
     if not run.root.exists() or not {p.name for p in run.root.iterdir()} - {LOCK_NAME}:
         return
     names = {p.name for p in run.root.iterdir()} - {DEMO_MARKER, LOCK_NAME}
-    has_ckpt = any(run.checkpoints.glob("*.ckpt")) if run.checkpoints.is_dir() else False
+    has_ckpt = any(run.checkpoints.glob("[!.]*.ckpt")) if run.checkpoints.is_dir() else False
     if names <= _EARLY_FILES and not has_ckpt:
         for name in names:
             target = run.root / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         return
     raise RunFolderError(f"{run.root} already holds files; pass --resume to continue that run or choose a new --out")
+
+
+def remove_stale_temporaries(run: RunPaths) -> None:
+    """Remove the temporary files of atomic writes (``.<name>.tmp<pid>...``) that a killed process left in the
+    run folder and its ``checkpoints/``; called with the run's lock held, so no live writer owns them."""
+    for folder in (run.root, run.checkpoints):
+        if folder.is_dir():
+            for p in folder.glob(".*.tmp*"):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
 
 
 def frozen_config(recipe: Recipe, data: Sequence[str], layout: str | None, max_minutes: float | None,

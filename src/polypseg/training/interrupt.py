@@ -12,6 +12,7 @@ polypseg writes is written atomically, so nothing half-written is left.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -39,7 +40,8 @@ class StopOnSignal(pl.Callback):
         self.run = RunPaths(run_dir)
         self.saved_epoch = saved_epoch
         self.received: int | None = None
-        self._in_loop = False
+        self.phase = "before"  # "before" the loop, "loop" (a signal waits for a batch end), "after" it
+        self._owner = os.getpid()  # forked data-loader workers inherit the handler: they ignore it
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -57,16 +59,19 @@ class StopOnSignal(pl.Callback):
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._owner:
+            return
         name = signal.Signals(signum).name
-        if not self._in_loop:
+        if self.phase == "before":
             raise RunInterruptedError(
-                f"stopped by {name} before the training loop ran an epoch: nothing was trained; "
-                "run the same command again (files already cached are reused)",
+                f"stopped by {name} before the training loop ran an epoch: nothing was trained in this session; "
+                f"continue with: {self._resume_hint()} (files already cached are reused)",
                 signum,
             )
-        if self.received is not None:
+        if self.phase == "after" or self.received is not None:
             raise RunInterruptedError(
-                f"stopped at once by a second {name}: {self._kept()}; continue with: {self._resume_hint()}",
+                f"stopped at once by {'a second ' if self.received is not None else ''}{name}: {self._kept()}; "
+                f"continue with: {self._resume_hint()}",
                 signum,
             )
         self.received = signum
@@ -78,26 +83,27 @@ class StopOnSignal(pl.Callback):
         return f"the {done} finished epoch(s) are saved in {self.run.checkpoint('last')}"
 
     def _resume_hint(self) -> str:
-        if int(self.saved_epoch()) < 0:
+        if int(self.saved_epoch()) < 0 and not self.run.checkpoint("last").exists():
             return "the same command again"
         return f"polypseg train --resume --out {self.run.root}"
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.install()  # again: Lightning put its own SIGTERM handler in place when fit started
-        self._in_loop = True
+        self.phase = "loop"
 
     def _check(self, trainer: pl.Trainer, batch_idx: int) -> None:
-        if self.received is None:
+        # collective: every rank stops at the same batch when any rank got the signal (a no-op for one process)
+        if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
-        signum, self.received = self.received, None
-        self._in_loop = False
+        signum, self.received = self.received or signal.SIGTERM, None
         epoch = trainer.current_epoch
         saved = ""
         if int(self.saved_epoch()) >= 0:
             from polypseg.training.recorder import save_checkpoint
 
-            save_checkpoint(trainer, self.run.checkpoint("interrupted"))
+            save_checkpoint(trainer, self.run.checkpoint("interrupted"))  # a second signal now stops at once
             saved = f"; the weights at the interruption are in {self.run.checkpoint('interrupted')}"
+        self.phase = "after"
         raise RunInterruptedError(
             f"stopped by {signal.Signals(signum).name} in epoch {epoch} after batch {batch_idx + 1}: "
             f"{self._kept()}{saved}. Continue with: {self._resume_hint()}"
@@ -105,6 +111,23 @@ class StopOnSignal(pl.Callback):
                if int(self.saved_epoch()) >= 0 else ""),
             signum,
         )  # fmt: skip
+
+    def finished(self) -> None:
+        """Called when ``fit`` has finished training: a signal that arrived after the last training batch (in
+        the last validation) is answered now, before anything else (tuning) starts.
+
+        Raises:
+            RunInterruptedError: such a signal arrived; every epoch is saved.
+        """
+        self.phase = "after"
+        if self.received is not None:
+            name = signal.Signals(self.received).name
+            self.received = None
+            raise RunInterruptedError(
+                f"{name} arrived as the last epoch ended: every epoch is saved ({self._kept()}); the threshold "
+                f"was not tuned: run polypseg tune {self.run.root}",
+                signal.SIGTERM if name == "SIGTERM" else signal.SIGINT,
+            )
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:  # fmt: skip
@@ -115,4 +138,4 @@ class StopOnSignal(pl.Callback):
         self._check(trainer, batch_idx)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._in_loop = False
+        self.phase = "after"

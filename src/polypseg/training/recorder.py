@@ -56,9 +56,8 @@ class RunRecorder(pl.Callback):
         if improved:
             self.best, self.best_epoch = rec["val_dice"], int(rec["epoch"])
         self.saved_epoch = int(rec["epoch"])
-        self._save(trainer, "last")
-        if improved:
-            self._save(trainer, "best")
+        # last.ckpt is the commit point, written last: a crash before it leaves the previous epoch's state,
+        # whose resume truncates this row and rewrites best.ckpt identically (the epoch is repeated exactly)
         if trainer.is_global_zero:
             if improved:
                 # a new best checkpoint carries the recipe's threshold: a threshold tuned for the old one
@@ -67,6 +66,9 @@ class RunRecorder(pl.Callback):
             rec["seconds"] = time.perf_counter() - self._t0
             path = RunPaths(self.run_dir).metrics
             _write_metrics(path, [*_read_rows(path), rec])
+        if improved:
+            self._save(trainer, "best")
+        self._save(trainer, "last")
 
 
 def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
