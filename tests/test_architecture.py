@@ -18,6 +18,7 @@ STAGE_RANK: dict[str, float] = {
     "errors": -1,
     "__init__": 0,
     "atomic": 0,
+    "runlock": 0,
     "paths": 0,
     "preprocess": 0,
     "device": 0,

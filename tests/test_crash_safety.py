@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from polypseg.cli import app
 from polypseg.paths import RunPaths
-from polypseg.training.lock import LOCK_NAME
+from polypseg.runlock import LOCK_NAME
 
 EPOCHS = 8
 TRAIN_ARGS = ["--data", "synthetic:n=48,size=64,seed=3", "--epochs", str(EPOCHS), "--size", "64",
@@ -238,3 +238,23 @@ def test_temporary_files_a_killed_writer_left_never_block_a_restart(tmp_path: Pa
     res = CliRunner().invoke(app, ["train", "--out", str(run), *ONE_EPOCH])
     assert res.exit_code == 0, res.output
     assert not list(run.rglob(".*.tmp*")) and RunPaths(run).checkpoint("last").exists()
+
+
+def test_tune_refuses_while_a_train_holds_the_run(tmp_path: Path) -> None:
+    """Review finding: tune's read-modify-write of best.ckpt could overwrite a newer best that a concurrent
+    train --resume wrote; tune now takes the run's lock too."""
+    run = tmp_path / "tuned"
+    assert CliRunner().invoke(app, ["train", "--out", str(run), *ONE_EPOCH]).exit_code == 0
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK_NAME), socket.gethostname()],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = CliRunner().invoke(app, ["tune", str(run)])
+        assert res.exit_code == 2 and "another polypseg process" in res.output
+        assert not RunPaths(run).threshold.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    res = CliRunner().invoke(app, ["tune", str(run)])
+    assert res.exit_code == 0, res.output
+    assert RunPaths(run).threshold.exists() and not (run / LOCK_NAME).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from polypseg.evaluation.selection import default_data, default_layout, validati
 from polypseg.evaluation.threshold import SweepAccumulator, ThresholdSweep
 from polypseg.inference.predictor import Predictor
 from polypseg.paths import RunPaths
+from polypseg.runlock import run_lock
 
 
 def tune_threshold(
@@ -39,6 +41,13 @@ def tune_threshold(
     """
     ckpt = resolve_checkpoint(run_or_ckpt)
     run_dir = run_dir_of(ckpt)
+    # the run's lock: a train still writing best.ckpt would otherwise get a threshold tuned for an older one
+    with run_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        return _tune(ckpt, run_dir, data, beta, layout, tta)
+
+
+def _tune(ckpt: Path, run_dir: Path | None, data: Sequence[str] | None, beta: float, layout: str | None,
+          tta: bool) -> ThresholdSweep:  # fmt: skip
     layout = default_layout(data, layout, run_dir)
     data = default_data(data, run_dir)
     predictor = Predictor.from_checkpoint(ckpt, threshold=0.5, tta=tta)

@@ -27,11 +27,11 @@ from polypseg.device import device_type, lightning_precision, resolve_precision
 from polypseg.errors import TrainingFailedError
 from polypseg.paths import RunPaths, read_metrics
 from polypseg.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from polypseg.runlock import run_lock
 from polypseg.training.budget import TrainingBudget
 from polypseg.training.finetune import read_init_weights
 from polypseg.training.folder import RunFolderError, prepare_folder, write_run_files
 from polypseg.training.interrupt import StopOnSignal
-from polypseg.training.lock import run_lock
 from polypseg.training.loggers import build_loggers
 from polypseg.training.module import SegModule
 from polypseg.training.recorder import RunRecorder

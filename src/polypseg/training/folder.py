@@ -18,8 +18,8 @@ from polypseg.data.fingerprint import fingerprints
 from polypseg.data.split import write_split
 from polypseg.errors import InputError
 from polypseg.paths import DEMO_MARKER, RunPaths
+from polypseg.runlock import LOCK_NAME
 from polypseg.training.env import env_info
-from polypseg.training.lock import LOCK_NAME
 
 
 class RunFolderError(InputError):
