@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
 import resource
 import time
@@ -32,9 +33,24 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from polypseg.device import cpu_has_bf16_units
 from polypseg.models import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+#: /proc/cpuinfo flags worth naming: the vector units that decide CPU speed here.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx_vnni", "avx512_vnni")
+
+
+def cpu_info() -> dict:
+    """The CPU's model name, core count, the :data:`ISA_FLAGS` it has, ``ONEDNN_MAX_CPU_ISA`` (an emulated
+    narrower CPU when set) and whether bf16 runs on units (not emulated)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return {"model": model or platform.processor(), "cores": os.cpu_count(), "isa": {f: f in flags for f in ISA_FLAGS},
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_units": cpu_has_bf16_units()}  # fmt: skip
 
 
 def monai_models() -> dict[str, Callable[[], nn.Module]]:
@@ -187,7 +203,7 @@ def measure(
     return {"train_img_s": batch / t_train, "infer_img_s": batch / t_infer, "peak_mem_mib": peak}
 
 
-def predictor_fps(device: torch.device, min_seconds: float) -> list[dict]:
+def predictor_fps(device: torch.device, min_seconds: float, bf16_rows: bool = True) -> list[dict]:
     """End-to-end frames/s of :class:`polypseg.inference.Predictor` on 256x256 uint8 frames, batch 8
     (resize, normalise, model, sigmoid, resize back), for the real-time model (U-Net base 16) in fp32,
     bf16 autocast and ONNX Runtime, against the full model (U-Net base 64)."""
@@ -198,7 +214,7 @@ def predictor_fps(device: torch.device, min_seconds: float) -> list[dict]:
     frames = [np.random.default_rng(i).integers(0, 256, (256, 256, 3), dtype=np.uint8) for i in range(8)]
     rows = []
     for name, base in (("unet_b16", 16), ("unet_b64", 64)):
-        for bf16 in (False, True):
+        for bf16 in (False, True) if bf16_rows else (False,):
             pred = Predictor(
                 build_model("unet", base=base),
                 256,
@@ -241,8 +257,16 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None, help="run the default grid at this image size instead")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile settings")
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
+    ap.add_argument("--bf16-anyway", action="store_true", help="keep bf16 rows on a CPU without bf16 units")
     args = ap.parse_args()
     device = torch.device(args.device)
+    cpu_desc = cpu_info()
+    if device.type == "cpu":
+        isa = ", ".join(f for f, on in cpu_desc["isa"].items() if on) or "none of " + ", ".join(ISA_FLAGS)
+        emulated = f"; ONEDNN_MAX_CPU_ISA={cpu_desc['onednn_max_cpu_isa']} (emulates a narrower CPU)" if cpu_desc[
+            "onednn_max_cpu_isa"] else ""  # fmt: skip
+        print(f"CPU: {cpu_desc['model']}, {cpu_desc['cores']} cores; {isa}; bf16 units: "
+              f"{'yes' if cpu_desc['bf16_units'] else 'no'}{emulated}", flush=True)  # fmt: skip
     makers = {**our_models(), **monai_models()}
     if args.models:
         makers = {k: v for k, v in makers.items() if k in args.models}
@@ -263,6 +287,10 @@ def main() -> None:
         grid = [(args.size, *g[1:]) for g in grid]
     if args.no_compile:
         grid = [g for g in grid if not g[4]]
+    if device.type == "cpu" and not cpu_desc["bf16_units"] and not args.bf16_anyway:
+        print("no bf16 units: bf16 would be emulated (about 9x slower than fp32); bf16 rows skipped "
+              "(--bf16-anyway keeps them)", flush=True)  # fmt: skip
+        grid = [g for g in grid if not g[2]]
     grid = list(dict.fromkeys(grid))
     # compile rows of the default grid: one of ours against MONAI's UNet, plus the real-time model on a GPU
     compiled_models = ("unet_b32", "monai_unet") if cpu else ("unet_b16", "unet_b32", "monai_unet")
@@ -287,6 +315,7 @@ def main() -> None:
             "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor(),
             "torch": str(torch.__version__),
             "threads": torch.get_num_threads(),
+            "cpu": cpu_desc,
             "peaks_gflop_s": peaks,
             "rows": rows,
             "command": "python benchmarks/speed.py"
@@ -294,6 +323,7 @@ def main() -> None:
             + f" --device {device.type}"
             + (f" --size {args.size}" if args.size else "")
             + (" --no-compile" if args.no_compile else "")
+            + (" --bf16-anyway" if args.bf16_anyway else "")
             + (f" --models {' '.join(args.models)}" if args.models else ""),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -301,7 +331,8 @@ def main() -> None:
 
     # the video figures first, then every eager row, then the compiled ones: a run cut by its time limit
     # (gpu.sh) keeps the Predictor rows and the whole eager table, references included
-    predictor_rows = predictor_fps(device, args.min_seconds)
+    skip_bf16 = device.type == "cpu" and not cpu_desc["bf16_units"] and not args.bf16_anyway
+    predictor_rows = predictor_fps(device, args.min_seconds, bf16_rows=not skip_bf16)
     save(False)
     jobs = sorted(itertools.product(makers, grid), key=lambda job: bool(job[1][4]))
     probes = {name: make() for name, make in makers.items()}  # for parameter and FLOP counts

@@ -83,3 +83,17 @@ def test_importing_polypseg_turns_off_albumentations_update_check() -> None:
     env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "avx512_core_vnni", "SSE41"])
+def test_an_isa_cap_below_bf16_means_no_bf16_units(monkeypatch: pytest.MonkeyPatch, isa: str) -> None:
+    """ONEDNN_MAX_CPU_ISA=AVX2 emulates an AVX2-only CPU on an AMX one: bf16 would be emulated there, so
+    ``auto`` must pick fp32 as it does on a real AVX2 CPU."""
+    import polypseg.device as device
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert not device.cpu_has_bf16_units()
+    assert device.resolve_precision("auto", "cpu") == "32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert device.cpu_has_bf16_units()

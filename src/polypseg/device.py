@@ -16,6 +16,8 @@ Lightning's spellings are accepted everywhere and mean the same: ``32-true``, ``
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from polypseg.errors import InputError
@@ -50,8 +52,16 @@ def parse_precision(value: object) -> str:
     return _ALIASES[key]
 
 
+#: ``ONEDNN_MAX_CPU_ISA`` values below AVX512_CORE_BF16: oneDNN then uses no bf16 units even where the CPU
+#: has them (the setting that emulates an AVX2-only CPU on an AMX one).
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def cpu_has_bf16_units() -> bool:
-    """True when this CPU executes bf16 matrix work natively (AVX512-BF16 or AMX tiles)."""
+    """True when this CPU executes bf16 matrix work natively (AVX512-BF16 or AMX tiles) and oneDNN may use
+    them (``ONEDNN_MAX_CPU_ISA`` does not cap it below AVX512_CORE_BF16)."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_BF16:
+        return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     for name in checks:
         fn = getattr(torch.cpu, name, None)  # private probes: absent on some builds, so be tolerant
