@@ -45,6 +45,7 @@ RUNS = ROOT / "runs" / "generalise"
 CENTRES = ("C1", "C2", "C3", "C4", "C5", "C6")
 EXPERIMENTS = ("polypgen", "kvasir+clinicdb", *(f"loco-{c}" for c in CENTRES))
 START, END = "<!-- generalise:start -->", "<!-- generalise:end -->"
+NOTE = [""]  # --note, stored with each result written in this call
 
 
 def cpu_model() -> str:
@@ -135,6 +136,7 @@ def run_one(exp: str, recipe_name: str, minutes: float, size: int, seed: int) ->
         "command": f"python benchmarks/generalise.py --experiments {exp} --recipe {recipe_name} --minutes {minutes:g} "
         f"--size {size} --seed {seed}",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **({"note": NOTE[0]} if NOTE[0] else {}),
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=1))
@@ -161,7 +163,9 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
                     if k == 0 else "| | | | | | | ")  # fmt: skip
             lines.append(lead + f"| {row['set']} | {int(row['images'])} | {row['mDice']:.4f} | {row['mIoU']:.4f} | "
                          f"{row['wF']:.4f} | {row['S']:.4f} | {row['mean E']:.4f} | {row['MAE']:.4f} |")  # fmt: skip
-    lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + ["", END]
+    notes = [f"- {r['experiment']} ({r['budget_minutes']:g} min): {r['note']}" for r in results if r.get("note")]
+    lines += (["", "Notes:", "", *notes] if notes else []) + ["", "Commands:", ""]
+    lines += [f"- `{r['command']}`" for r in results] + ["", END]
     text = path.read_text() if path.exists() else ""
     if START in text and END in text:
         text = text.split(START)[0] + "\n".join(lines) + text.split(END, 1)[1]
@@ -179,7 +183,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
+    ap.add_argument("--note", default="", help="a remark stored with each new result (e.g. other load on the CPU)")
     args = ap.parse_args()
+    NOTE[0] = args.note
     if not args.table:
         if not SHARED.exists():
             raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
