@@ -60,6 +60,12 @@ def labels(text: str | None) -> list[int] | None:
         raise InputError(f"--foreground-labels takes integers separated by commas, got {text!r}") from None
 
 
+def print_notes(counts: dict[str, int]) -> None:
+    """One ``note: N file(s): <what was done to read them>`` line per kind (e.g. RGBA converted to RGB)."""
+    for kind, n in counts.items():
+        console.print(f"note: {n} file(s): {kind}", markup=False, soft_wrap=True)
+
+
 def check_threshold(value: float | None) -> float | None:
     """A ``--threshold`` value (or None: the checkpoint's own), checked to lie strictly between 0 and 1.
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import console, data_app, labels
+from polypseg.cli.common import console, data_app, labels, print_notes
 from polypseg.errors import EXIT_BAD_INPUT, InputError
 
 
@@ -38,8 +38,7 @@ def data_check(
             f"{r.height_range[1]} px; masks: {r.empty_masks} empty, foreground fraction mean "
             f"{r.fg_fraction_mean:.3f} (range {r.fg_fraction_range[0]:.3f}-{r.fg_fraction_range[1]:.3f})"
         )
-    for kind, n in r.note_counts.items():
-        console.print(f"note: {n} file(s): {kind}", markup=False, soft_wrap=True)
+    print_notes(r.note_counts)
     if r.problems:
         console.print(f"[bold red]{len(r.problems)} problem(s):[/]")
         for p in r.problems:

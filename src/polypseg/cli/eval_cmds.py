@@ -67,7 +67,7 @@ def evaluate(
 
 def _evaluate_sets(run: Path, data: list[str], out: Path | None, threshold: float | None, tta: bool,
                    layout: str | None, report: bool) -> None:  # fmt: skip
-    from polypseg.evaluation.sets import COLUMNS, evaluate_sets
+    from polypseg.evaluation.sets import COLUMNS, evaluate_sets, format_cells
 
     res = evaluate_sets(run, data, out, threshold, tta, layout)
     table = Table(title=f"{len(res.results)} external test sets, each scored whole")
@@ -75,8 +75,7 @@ def _evaluate_sets(run: Path, data: list[str], out: Path | None, threshold: floa
     for head, _, _ in COLUMNS:
         table.add_column(head, justify="right")
     for k, row in enumerate(res.rows):
-        cells = [str(row["set"])] + [fmt.format(int(row[h]) if h == "images" else row[h]) for h, _, fmt in COLUMNS]
-        table.add_row(*cells, end_section=k == len(res.results) - 1)
+        table.add_row(*format_cells(row), end_section=k == len(res.results) - 1)
     console.print(table)
     if report:
         from polypseg.report import make_report

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import app, check_threshold, console
+from polypseg.cli.common import app, check_threshold, console, print_notes
 from polypseg.device import parse_precision
 from polypseg.errors import InputError
 
@@ -47,8 +47,7 @@ def predict(
         model, inputs = str(inputs[0]), inputs[1:]
     notes = ReadNotes()
     written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision), notes=notes)
-    for kind, n in notes.counts().items():
-        console.print(f"note: {n} file(s): {kind}", markup=False, soft_wrap=True)
+    print_notes(notes.counts())
     console.print(f"wrote {len(written)} masks and overlays to {out}")
 
 

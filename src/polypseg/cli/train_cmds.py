@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from polypseg.cli.common import DataOpt, app, console, labels, print_summary, quiet_lightning
+from polypseg.cli.common import DataOpt, app, console, labels, print_notes, print_summary, quiet_lightning
 from polypseg.errors import InputError
 
 #: ``train`` options that a resumed run takes from its frozen config.yaml and so refuses to change.
@@ -229,8 +229,7 @@ def _shipped_model_demo(frames: list[Path], images: list[Path], out: Path) -> Pa
         fraction = float((cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127).mean())
         kind = "synthetic" if source in frames else "yours"
         console.print(f"  {source.name} ({kind}): polyp area {fraction:.1%} -> {mask_path.name}", markup=False)
-    for kind, n in notes.counts().items():
-        console.print(f"note: {n} file(s): {kind}", markup=False, soft_wrap=True)
+    print_notes(notes.counts())
     if frames:
         console.print("(the synthetic frames are drawn shapes, not colonoscopy: the shipped model was trained on real "
                       "frames, so expect its masks there to be rough; give it a real frame with --image)")  # fmt: skip

@@ -122,7 +122,8 @@ def table_rows(named: Sequence[tuple[str, dict]]) -> list[dict[str, object]]:
             {"set": "image-weighted mean", "images": sum(n), **weighted}]  # fmt: skip
 
 
-def _cells(row: dict[str, object]) -> list[str]:
+def format_cells(row: dict[str, object]) -> list[str]:
+    """A table row as text cells: the set name, then each column in its :data:`COLUMNS` format."""
     return [str(row["set"])] + [fmt.format(int(row[h]) if h == "images" else row[h]) for h, _, fmt in COLUMNS]
 
 
@@ -139,7 +140,7 @@ def render_tables(rows: Sequence[dict[str, object]], caption: str) -> dict[str, 
     heads = ["set", *(h for h, _, _ in COLUMNS)]
     n_sets = len(rows) - 2
     md = [f"| {' | '.join(heads)} |", "|" + "---|" + "---:|" * len(COLUMNS)]
-    md += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
+    md += ["| " + " | ".join(c.replace("|", "\\|") for c in format_cells(r)) + " |" for r in rows]
     md += [
         "",
         f"{caption}. Means are taken over the {n_sets} set(s) above them; images are each scored at "
@@ -156,7 +157,7 @@ def render_tables(rows: Sequence[dict[str, object]], caption: str) -> dict[str, 
     for k, r in enumerate(rows):
         if k == n_sets:
             tex.append("\\midrule")
-        tex.append(" & ".join([_latex_escape(c) for c in _cells(r)]) + " \\\\")
+        tex.append(" & ".join([_latex_escape(c) for c in format_cells(r)]) + " \\\\")
     tex += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{_latex_escape(caption)}}}", "\\end{table}"]
     return {"table.md": "\n".join(md) + "\n", "table.csv": buf.getvalue(), "table.tex": "\n".join(tex) + "\n"}
 
