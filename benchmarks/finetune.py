@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from generalise import cpu_model, has_bf16
+from generalise import cpu_model, has_bf16, replace_section
 
 from polypseg.config import load_recipe
 from polypseg.evaluation.compare import compare
@@ -99,13 +99,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
                      f"({sc['epochs_done']}) | {it['mDice']:.4f} ({it['epochs_done']}) | {p['diff']:+.4f} "
                      f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['p_value']:.4f} | {sc['n_test']} |")  # fmt: skip
     lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + ["", END]
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        text = text.split(START)[0] + "\n".join(lines) + text.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
-    print(f"written {path}")
+    replace_section(path, START, END, lines)
 
 
 def main() -> None:

@@ -145,6 +145,18 @@ def run_one(exp: str, recipe_name: str, minutes: float, size: int, seed: int) ->
     return result
 
 
+def replace_section(path: Path, start: str, end: str, lines: list[str]) -> None:
+    """Put ``lines`` (which begin with ``start`` and end with ``end``) in place of that marked section of the
+    markdown file ``path``, or append them when the file has no such section; the rest is kept."""
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        text = text.split(start)[0] + "\n".join(lines) + text.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
+    print(f"written {path}")
+
+
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The generalisation section of ``docs/results.md`` from every result JSON."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("generalise-*.json"))]
@@ -166,13 +178,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     notes = [f"- {r['experiment']} ({r['budget_minutes']:g} min): {r['note']}" for r in results if r.get("note")]
     lines += (["", "Notes:", "", *notes] if notes else []) + ["", "Commands:", ""]
     lines += [f"- `{r['command']}`" for r in results] + ["", END]
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        text = text.split(START)[0] + "\n".join(lines) + text.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
-    print(f"written {path}")
+    replace_section(path, START, END, lines)
 
 
 def main() -> None:
