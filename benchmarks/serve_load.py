@@ -46,6 +46,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HOSTILE_OK = {413, 415, 422}
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, tries: int = 600, pause_s: float = 0.2) -> bool:
+    """Poll ``url/health`` until it answers 200 (True) or ``tries`` polls ``pause_s`` apart have failed."""
+    for _ in range(tries):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(pause_s)
+    return False
+
+
 def load_frames(n: int) -> tuple[list[bytes], str]:
     """``n`` JPEG-encoded frames (quality 90) and where they came from."""
     from polypseg.data.io import read_image
@@ -228,9 +247,7 @@ def main() -> None:
     print(f"{len(frames)} frames from {source}; Predictor alone for {args.baseline_seconds:g} s")
     baseline = predictor_rate(model, args.precision, frames, args.baseline_seconds)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "polypseg", "serve", model, "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(args.workers), "--max-queue", str(args.max_queue),
            "--max-upload-mb", str(args.max_upload_mb), "--precision", args.precision]  # fmt: skip
@@ -238,13 +255,7 @@ def main() -> None:
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
+        if not wait_healthy(url):
             raise SystemExit(f"the server did not start; its log: {tmp / 'serve.log'}")
         sampler = RssSampler(server.pid)
         sampler.start()

@@ -27,7 +27,6 @@ import json
 import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -156,22 +155,16 @@ def interrupted_run(soak: Soak, run: Path, epoch_s: float) -> None:
 def serve_masks(soak: Soak, run: Path, images: list[Path]) -> list[bytes]:
     """The masks ``polypseg serve RUN`` on a free loopback port returns for ``images`` (PNG bytes)."""
     import httpx
+    from serve_load import free_port, wait_healthy
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "polypseg", "serve", str(run), "--host", "127.0.0.1",
                                "--port", str(port), "--precision", "32"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        if not wait_healthy(url):
+            raise RuntimeError(f"polypseg serve {run} did not answer {url}/health")
         return [httpx.post(url + "/predict?output=mask", content=p.read_bytes(), timeout=60).content for p in images]
     finally:
         server.terminate()
