@@ -105,13 +105,27 @@ def plan(exp: str) -> tuple[list[str], dict, list[str]]:
     return [str(rest)], {"data.val_fraction": 0.1, "data.group_csv": f"{groups}:group"}, [str(held)]
 
 
-def run_one(exp: str, recipe_name: str, minutes: float, size: int, seed: int) -> dict:
-    out_json = RESULTS / f"generalise-{exp}-{recipe_name}-{size}px-s{seed}-{minutes:g}min.json"
+def run_one(
+    exp: str,
+    recipe_name: str,
+    minutes: float,
+    size: int,
+    seed: int,
+    extra: dict | None = None,
+    tag: str = "",
+    command: str = "",
+) -> dict:
+    """Train (or resume) one experiment and score it; ``extra`` recipe overrides (named by ``tag`` in the
+    result and run names, e.g. ``base24``) go on top of the experiment's own; ``command`` replaces the
+    stored command line (for drivers such as budget.py)."""
+    name = f"{exp}-{recipe_name}{'+' + tag if tag else ''}-{size}px-s{seed}-{minutes:g}min"
+    out_json = RESULTS / f"generalise-{name}.json"
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())
     data, overrides, external = plan(exp)
-    run = RUNS / f"{exp}-{recipe_name}-{size}px-s{seed}-{minutes:g}min"
+    overrides = {**overrides, **(extra or {})}
+    run = RUNS / name
     t0 = time.perf_counter()
     if (run / "checkpoints" / "last.ckpt").exists():
         print(f"resume {run} (budget {minutes:g} min in all)")
@@ -126,15 +140,16 @@ def run_one(exp: str, recipe_name: str, minutes: float, size: int, seed: int) ->
     rows = read_metrics(run)
     env = json.loads((run / "env.json").read_text())
     result = {
-        "experiment": exp, "recipe": recipe_name, "size": size, "seed": seed, "budget_minutes": minutes,
+        "experiment": exp, "recipe": recipe_name, "tag": tag, "overrides": extra or {}, "size": size, "seed": seed,
+        "budget_minutes": minutes,
         "cpu": cpu_model(), "bf16_units": has_bf16(), "threads": env.get("torch_threads"),
         "precision_used": env.get("precision"), "epochs_done": len(rows), "train_seconds_this_call": train_s,
         "threshold": sweep.best, "train_data": data,
         "validation": {"n": val["metrics"]["n_images"], "mDice": val["metrics"]["mean"]["dice"],
                        "mIoU": val["metrics"]["mean"]["iou"]},
         "external": res.rows,
-        "command": f"python benchmarks/generalise.py --experiments {exp} --recipe {recipe_name} --minutes {minutes:g} "
-        f"--size {size} --seed {seed}",
+        "command": command or f"python benchmarks/generalise.py --experiments {exp} --recipe {recipe_name} "
+        f"--minutes {minutes:g} --size {size} --seed {seed}",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **({"note": NOTE[0]} if NOTE[0] else {}),
     }  # fmt: skip
@@ -160,6 +175,7 @@ def replace_section(path: Path, start: str, end: str, lines: list[str]) -> None:
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The generalisation section of ``docs/results.md`` from every result JSON."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("generalise-*.json"))]
+    results = [r for r in results if not r.get("tag")]  # budget candidates have their own table (budget.py)
     lines = [START, "", "## Generalisation to unseen centres (benchmarks/generalise.py)", "",
              "Each run trains on the first column's data for the stated budget (the run's total training time), "
              "keeps the best validation epoch, tunes its threshold on its own validation images, and is scored "

@@ -1,0 +1,124 @@
+"""The best recipe per CPU budget: candidates against ``strong`` under the same wall-clock budget.
+
+    python benchmarks/budget.py [--minutes 20] [--candidates strong size256 base24 ...] [--seed 0]
+        [--note "..."] [--table]
+
+Every candidate is ``strong`` (192 px unless it changes the size) with one change, trained on
+PolypGen train (its own 140-frame val split picks the checkpoint and tunes the threshold) for the
+budget (the run's total training time, resumable: an interrupted call continues with the rest of the
+budget, a finished candidate is skipped), then scored on PolypGen val and, whole, on Kvasir-SEG (900)
+and CVC-ClinicDB (550): the ``polypgen`` experiment of ``generalise.py``, with the candidate's
+overrides.
+
+Results: ``benchmarks/results/generalise-polypgen-strong+<candidate>-<size>px-s<seed>-<minutes>min.json``
+(the reference ``strong`` has the tag ``ref``); ``--table`` (also run at the end) rebuilds
+the budget section of ``docs/results.md``: per budget and CPU, each candidate's epochs, validation
+mDice, external mDice per set and their mean, and the differences from ``strong``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from generalise import RESULTS, ROOT, SHARED, cpu_model, has_bf16, replace_section, run_one
+
+START, END = "<!-- budget:start -->", "<!-- budget:end -->"
+BASE_SIZE = 192
+
+# name -> (training size, recipe overrides on top of strong); what each tests is in its name
+CANDIDATES: dict[str, tuple[int, dict]] = {
+    "strong": (BASE_SIZE, {}),  # the reference, rerun here (tag "ref") so that it shares the candidates' conditions
+    "size256": (256, {}),
+    "size320": (320, {}),
+    "base24": (BASE_SIZE, {"model.args.base": 24}),
+    "base32": (BASE_SIZE, {"model.args.base": 32}),
+    "resunet": (BASE_SIZE, {"model.name": "resunet"}),
+    "poly-lr3e-3": (BASE_SIZE, {"optimizer.lr": 0.003, "scheduler.name": "poly", "scheduler.warmup_epochs": 1}),
+    "ema": (BASE_SIZE, {"ema_decay": 0.99}),
+    "strong-aug": (BASE_SIZE, {"data.augment": "strong"}),
+    "multiscale": (BASE_SIZE, {"multiscale": [0.75, 1.0, 1.25]}),
+}
+
+
+def run_candidate(name: str, minutes: float, seed: int) -> dict:
+    """Train and score one candidate (the reference ``strong`` is stored with the tag ``ref``)."""
+    size, extra = CANDIDATES[name]
+    command = f"python benchmarks/budget.py --minutes {minutes:g} --candidates {name} --seed {seed}"
+    tag = "ref" if name == "strong" else name
+    return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=tag, command=command)
+
+
+def _mean_external(result: dict) -> float:
+    sets = [r for r in result["external"] if "mean" not in str(r["set"])]  # not the two summary rows
+    return sum(r["mDice"] for r in sets) / len(sets)
+
+
+def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
+    """The budget section of ``docs/results.md``: one table per (budget, CPU) from the result JSONs."""
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("generalise-polypgen-strong+*.json"))]
+    groups: dict[tuple[float, str, bool], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["budget_minutes"], r["cpu"], r["bf16_units"]), []).append(r)
+    lines = [
+        START,
+        "",
+        "## The best recipe per CPU budget (benchmarks/budget.py)",
+        "",
+        "Each candidate is `strong` with one change, trained on PolypGen train (984 frames) for the budget "
+        "(the run's own training time on 2 cores), its best validation epoch kept and its threshold tuned "
+        "on PolypGen val (140 frames); Kvasir-SEG (900) and CVC-ClinicDB (550) are scored whole at original "
+        "resolution. Differences are against `strong` in the same table (same budget, CPU, seed).",
+    ]
+    for (minutes, cpu, bf16), rows in sorted(groups.items()):
+        base = next((r for r in rows if r.get("tag") == "ref"), None)
+        lines += [
+            "",
+            f"### {minutes:g} minutes, {cpu} (bf16 units: {'yes' if bf16 else 'no'})",
+            "",
+            "| candidate | change | size | epochs | val mDice | Δ val | Kvasir | ClinicDB | external mean "
+            "| Δ external |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(rows, key=lambda r: (r is not base, -r["validation"]["mDice"])):
+            ext = {str(e["set"]): e["mDice"] for e in r["external"]}
+            mean = _mean_external(r)
+            dv = f"{r['validation']['mDice'] - base['validation']['mDice']:+.4f}" if base and r is not base else ""
+            de = f"{mean - _mean_external(base):+.4f}" if base and r is not base else ""
+            change = ", ".join(f"{k}={v}" for k, v in r.get("overrides", {}).items()) or "—"
+            lines.append(f"| {'strong' if r is base else r['tag']} | {change} | {r['size']} | {r['epochs_done']} | "
+                         f"{r['validation']['mDice']:.4f} | {dv} | {ext.get('kvasir', float('nan')):.4f} | "
+                         f"{ext.get('clinicdb', float('nan')):.4f} | {mean:.4f} | {de} |")  # fmt: skip
+        notes = [f"- {'strong' if r is base else r['tag']}: {r['note']}" for r in rows if r.get("note")]
+        lines += (["", "Notes:", "", *notes] if notes else []) + ["", "Commands:", ""]
+        lines += [f"- `{r['command']}`" for r in rows]
+    lines += ["", END]
+    replace_section(path, START, END, lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--note", default="", help="a remark stored with each new result (e.g. other load on the CPU)")
+    ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
+    args = ap.parse_args()
+    import generalise
+
+    generalise.NOTE[0] = args.note
+    if not args.table:
+        if not SHARED.exists():
+            raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
+        print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'}); "
+              f"{shlex.join(sys.argv)}", flush=True)  # fmt: skip
+        for name in args.candidates:
+            run_candidate(name, args.minutes, args.seed)
+    write_table()
+
+
+if __name__ == "__main__":
+    main()
