@@ -9,9 +9,10 @@ MODELS = available_models()
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("bilinear", [False, True])
-def test_forward_shape_and_backward(name: str, bilinear: bool) -> None:
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_forward_shape_and_backward(name: str, bilinear: bool, stem_stride: int) -> None:
     torch.manual_seed(0)
-    model = build_model(name, base=4, depth=3, bilinear=bilinear)
+    model = build_model(name, base=4, depth=3, bilinear=bilinear, stem_stride=stem_stride)
     x = torch.randn(2, 3, 48, 64, requires_grad=True)
     out = model(x)
     assert out.shape == (2, 1, 48, 64)
@@ -25,8 +26,11 @@ def test_forward_shape_and_backward(name: str, bilinear: bool) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_bad_input_size_names_nearest_valid(name: str) -> None:
     model = build_model(name, base=4, depth=4)
-    with pytest.raises(ValueError, match=r"100x100 is not divisible by 2\*\*depth = 16.*96x96"):
+    with pytest.raises(ValueError, match=r"100x100 is not divisible by stem_stride \* 2\*\*depth = 16.*96x96"):
         model(torch.zeros(1, 3, 100, 100))
+    strided = build_model(name, base=4, depth=4, stem_stride=2)
+    with pytest.raises(ValueError, match=r"80x80 is not divisible by stem_stride \* 2\*\*depth = 32.*96x96"):
+        strided(torch.zeros(1, 3, 80, 80))
     with pytest.raises(ValueError, match="expected a"):
         model(torch.zeros(3, 64, 64))
 
@@ -43,13 +47,44 @@ def test_save_load_roundtrip(name: str, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_deep_supervision_outputs(name: str) -> None:
-    model = build_model(name, base=4, depth=4, deep_supervision=True)
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_deep_supervision_outputs(name: str, stem_stride: int) -> None:
+    model = build_model(name, base=4, depth=4, deep_supervision=True, stem_stride=stem_stride)
     x = torch.randn(2, 3, 64, 64)
     outs = model.train()(x)
     assert isinstance(outs, list) and len(outs) == 4
     assert all(o.shape == (2, 1, 64, 64) for o in outs)
     assert model.eval()(x).shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_strided_stem_runs_every_level_at_half_resolution(name: str) -> None:
+    """stem_stride 2: the stem's output and so every level below it is at half the input size, the
+    convolution work is about a quarter (same widths), and the logits come back at the input size."""
+
+    def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, tuple[int, ...]]:
+        macs: list[int] = []
+
+        def count(m: torch.nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+            k = m.weight.shape  # conv: (out, in/groups, kh, kw); transposed: (in, out/groups, kh, kw)
+            per_output = k[1] * k[2] * k[3] if isinstance(m, torch.nn.Conv2d) else k[0] * k[2] * k[3] // 4
+            macs.append(out.numel() * per_output)
+
+        hooks = [m.register_forward_hook(count) for m in model.modules()
+                 if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]  # fmt: skip
+        stem_out: list[tuple[int, ...]] = []
+        hooks.append(model.stem.register_forward_hook(lambda m, i, o: stem_out.append(tuple(o.shape))))
+        with torch.no_grad():
+            assert model(x).shape == (1, 1, 64, 96)
+        for h in hooks:
+            h.remove()
+        return sum(macs), stem_out[0]
+
+    x = torch.randn(1, 3, 64, 96)
+    full, full_stem = conv_macs(build_model(name, base=8, depth=3).eval(), x)
+    half, half_stem = conv_macs(build_model(name, base=8, depth=3, stem_stride=2).eval(), x)
+    assert full_stem == (1, 8, 64, 96) and half_stem == (1, 8, 32, 48)
+    assert 0.2 < half / full < 0.3
 
 
 def test_attention_gates_present_and_bounded() -> None:
@@ -83,9 +118,10 @@ def test_registry_errors() -> None:
         build_model("unet", dropout=1.5)
 
 
-@pytest.mark.parametrize(("size", "depth", "expected"), [(100, 4, 96), (104, 4, 112), (8, 4, 16), (256, 4, 256)])
-def test_nearest_valid_size(size: int, depth: int, expected: int) -> None:
-    assert nearest_valid_size(size, depth) == expected
+@pytest.mark.parametrize(("size", "step", "expected"), [(100, 16, 96), (104, 16, 112), (8, 16, 16), (256, 16, 256),
+                                                       (200, 32, 192), (208, 32, 224)])  # fmt: skip
+def test_nearest_valid_size(size: int, step: int, expected: int) -> None:
+    assert nearest_valid_size(size, step) == expected
 
 
 def test_resunet_has_residual_strided_stages_with_resenc_block_counts() -> None:

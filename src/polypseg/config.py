@@ -101,7 +101,7 @@ class Recipe(_Strict):
     gradient_clip: float | None = Field(None, gt=0)
     threshold: float = Field(0.5, gt=0, lt=1)
     #: multi-scale training: each batch is resized by a factor drawn from this list (sizes kept
-    #: divisible by 2**depth); empty disables it. The polyp literature uses [0.75, 1.0, 1.25].
+    #: divisible by stem_stride * 2**depth); empty disables it. The polyp literature uses [0.75, 1.0, 1.25].
     multiscale: list[float] = Field(default_factory=list)
     #: exponential moving average of the weights (e.g. 0.999); validated and saved weights are the EMA.
     ema_decay: float | None = Field(None, gt=0, lt=1)
@@ -156,12 +156,13 @@ class Recipe(_Strict):
                     f"depth-{depth} model has {heads} auxiliary heads: give one weight per head (e.g. "
                     f"{[0.5 ** (i + 1) for i in range(heads)]}), or the heads without one stay untrained"
                 )
-        if self.data.size % 2**depth:
-            from polypseg.models import nearest_valid_size
+        from polypseg.models import model_input_multiple, nearest_valid_size
 
+        step = model_input_multiple(self.model.args)
+        if self.data.size % step:
             raise ValueError(
-                f"data.size {self.data.size} is not divisible by 2**depth = {2**depth}; "
-                f"use {nearest_valid_size(self.data.size, depth)}"
+                f"data.size {self.data.size} is not divisible by stem_stride * 2**depth = {step}; "
+                f"use {nearest_valid_size(self.data.size, step)}"
             )
         try:
             build_model(self.model.name, **{**self.model.args, "base": 1})

@@ -3,6 +3,16 @@
 from polypseg.models.attention_unet import AttentionUNet
 from polypseg.models.registry import MODELS, available_models, build_model
 from polypseg.models.resunet import ResUNet
-from polypseg.models.unet import UNet, nearest_valid_size
+from polypseg.models.unet import UNet, input_multiple, model_input_multiple, nearest_valid_size
 
-__all__ = ["MODELS", "AttentionUNet", "ResUNet", "UNet", "available_models", "build_model", "nearest_valid_size"]
+__all__ = [
+    "MODELS",
+    "AttentionUNet",
+    "ResUNet",
+    "UNet",
+    "available_models",
+    "build_model",
+    "input_multiple",
+    "model_input_multiple",
+    "nearest_valid_size",
+]

@@ -13,13 +13,14 @@ from torch.nn import functional as F
 class DoubleConv(nn.Module):
     """Two 3x3 convolutions, each followed by BatchNorm and ReLU (Ronneberger et al. 2015).
 
-    Padding keeps the spatial size: ``(N, in_ch, H, W) -> (N, out_ch, H, W)``.
+    Padding keeps the spatial size: ``(N, in_ch, H, W) -> (N, out_ch, H, W)``; ``stride`` 2 on the first
+    convolution halves it: ``(N, out_ch, H/2, W/2)``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0) -> None:
+    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0, stride: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(out_ch),
             nn.ReLU(inplace=True),
             nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),

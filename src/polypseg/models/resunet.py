@@ -71,16 +71,19 @@ class ResUNet(UNet):
         dropout: float = 0.0,
         attention: bool = False,
         deep_supervision: bool = False,
+        stem_stride: int = 1,
         blocks: list[int] | tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, base, depth, bilinear, dropout, attention, deep_supervision)
+        super().__init__(
+            in_channels, out_channels, base, depth, bilinear, dropout, attention, deep_supervision, stem_stride
+        )
         blocks = tuple(default_blocks(depth) if blocks is None else blocks)
         if len(blocks) != depth + 1 or not all(isinstance(b, int) and b >= 1 for b in blocks):
             raise ValueError(f"blocks must be {depth + 1} positive integers (one per stage, depth + 1), got {blocks}")
         self.blocks = blocks
         widths = [base * 2**i for i in range(depth + 1)]
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+            nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
             ResidualStage(widths[0], widths[0], blocks[0], stride=1),

@@ -11,9 +11,18 @@ from torch import nn
 from polypseg.models.blocks import DoubleConv, Down, UpBlock
 
 
-def nearest_valid_size(size: int, depth: int) -> int:
-    """The multiple of ``2**depth`` nearest to ``size`` (ties go up), at least ``2**depth``."""
-    step = 2**depth
+def input_multiple(depth: int = 4, stem_stride: int = 1) -> int:
+    """The number that a U-Net's input height and width must be multiples of: ``stem_stride * 2**depth``."""
+    return int(stem_stride) * 2 ** int(depth)
+
+
+def model_input_multiple(model_args: dict) -> int:
+    """:func:`input_multiple` of a recipe's ``model.args`` (defaults: depth 4, stem stride 1)."""
+    return input_multiple(model_args.get("depth", 4), model_args.get("stem_stride", 1))
+
+
+def nearest_valid_size(size: int, step: int) -> int:
+    """The multiple of ``step`` (see :func:`input_multiple`) nearest to ``size`` (ties go up), at least ``step``."""
     lower = max(step, (size // step) * step)
     upper = lower + step
     return lower if size - lower < upper - size else upper
@@ -34,12 +43,15 @@ class UNet(nn.Module):
         deep_supervision: with ``True``, ``forward`` in training mode returns a list
             ``[main, aux_1, ...]`` of logits, the auxiliary ones from coarser decoder levels, each
             upsampled to the input size. In eval mode only the main logits are returned.
+        stem_stride: 2 makes the first convolution stride 2, as MONAI's ``UNet`` does: every level then
+            works at half the resolution (about a quarter of the FLOPs at the same widths) and the logits
+            are upsampled bilinearly to the input size. 1 (default) is the original U-Net.
 
     Shapes: ``(N, in_channels, H, W)`` float -> ``(N, out_channels, H, W)`` logits.
 
     Raises:
-        ValueError: for non-positive sizes, or (in ``forward``) an input size that ``2**depth``
-            does not divide; the message names the nearest valid size.
+        ValueError: for non-positive sizes, or (in ``forward``) an input size that
+            :func:`input_multiple` does not divide; the message names the nearest valid size.
     """
 
     def __init__(
@@ -52,6 +64,7 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         attention: bool = False,
         deep_supervision: bool = False,
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("base", base)):
@@ -61,10 +74,12 @@ class UNet(nn.Module):
             raise ValueError(f"depth must be an integer from 1 to 6, got {depth!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.depth = depth
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+        self.depth, self.stem_stride = depth, stem_stride
         self.deep_supervision = deep_supervision
         widths = [base * 2**i for i in range(depth + 1)]
-        self.stem = DoubleConv(in_channels, widths[0])
+        self.stem = DoubleConv(in_channels, widths[0], stride=stem_stride)
         self.downs = nn.ModuleList(
             Down(widths[i], widths[i + 1], dropout if i >= depth - 2 else 0.0) for i in range(depth)
         )
@@ -80,16 +95,16 @@ class UNet(nn.Module):
         )
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` is (N, C, H, W) with H and W divisible by ``2**depth``."""
+        """Raise ``ValueError`` unless ``x`` is (N, C, H, W) with H and W multiples of :func:`input_multiple`."""
         if x.ndim != 4:
             raise ValueError(f"expected a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
-        step = 2**self.depth
+        step = input_multiple(self.depth, self.stem_stride)
         h, w = x.shape[-2:]
         if h % step or w % step:
             raise ValueError(
-                f"input size {h}x{w} is not divisible by 2**depth = {step}; "
-                f"the nearest valid size is {nearest_valid_size(h, self.depth)}x"
-                f"{nearest_valid_size(w, self.depth)} (or change depth)"
+                f"input size {h}x{w} is not divisible by stem_stride * 2**depth = {step}; "
+                f"the nearest valid size is {nearest_valid_size(h, step)}x"
+                f"{nearest_valid_size(w, step)} (or change depth)"
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -103,6 +118,8 @@ class UNet(nn.Module):
             y = up(y, skips.pop())
             decoded.append(y)
         main = self.head(y)
+        if self.stem_stride != 1:
+            main = nn.functional.interpolate(main, size=x.shape[-2:], mode="bilinear", align_corners=False)
         if not (self.training and self.aux_heads is not None):
             return main
         outputs = [main]

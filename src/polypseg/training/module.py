@@ -15,7 +15,7 @@ from polypseg.data.datamodule import epoch_seed
 from polypseg.errors import TrainingFailedError
 from polypseg.evaluation.metrics import dice_iou
 from polypseg.losses import build_loss
-from polypseg.models import build_model
+from polypseg.models import build_model, model_input_multiple
 from polypseg.training.env import versions
 from polypseg.training.schedule import lr_factor
 
@@ -87,13 +87,13 @@ class SegModule(pl.LightningModule):
         """Multi-scale training: resize a batch by a factor drawn (torch RNG) from ``recipe.multiscale``.
 
         Images are resized bilinearly, masks with nearest neighbour; the new side is the multiple of
-        ``2**depth`` nearest to ``side * factor``.
+        :func:`~polypseg.models.model_input_multiple` nearest to ``side * factor``.
         """
         scales = self.recipe.multiscale
         if not scales:
             return x, y
         factor = scales[int(torch.randint(len(scales), ()).item())]
-        step = 2 ** int(self.recipe.model.args.get("depth", 4))
+        step = model_input_multiple(self.recipe.model.args)
         h, w = x.shape[-2:]
         size = (max(step, round(h * factor / step) * step), max(step, round(w * factor / step) * step))
         if size == (h, w):
