@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,6 +42,28 @@ def _root(
 DataOpt = Annotated[
     list[str] | None,
     typer.Option("--data", "-d", help="Data folder, or 'synthetic[:n=400,size=256,seed=0]'. Repeat to combine."),
+]
+
+
+def _check_backend(value: str) -> str:
+    from polypseg.inference.backends import check_backend
+
+    return check_backend(value)
+
+
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        envvar="POLYPSEG_BACKEND",
+        callback=_check_backend,
+        help="auto (times torch and ONNX Runtime once per model and CPU, keeps the faster, says which), torch, "
+        "onnx or onnx-int8 (an int8 .onnx, or a checkpoint with --calibrate).",
+    ),
+]
+CalibrateOpt = Annotated[
+    Path | None,
+    typer.Option(help="Calibration frames (a data folder) for --backend onnx-int8 on a checkpoint."),
 ]
 
 

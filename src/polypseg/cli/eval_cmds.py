@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import app, check_threshold, console, labels, print_summary
+from polypseg.cli.common import BackendOpt, CalibrateOpt, app, check_threshold, console, labels, print_summary
 from polypseg.errors import InputError
 
 
@@ -40,6 +40,8 @@ def evaluate(
         bool | None,
         typer.Option("--report/--no-report", help="Write report.html with figures (default: only for several sets)."),
     ] = None,
+    backend: BackendOpt = "auto",
+    calibrate: CalibrateOpt = None,
 ) -> None:
     """Score a model at each image's original resolution; writes per_image.csv and summary.json.
 
@@ -53,9 +55,10 @@ def evaluate(
     if is_multi_set(data):
         if split is not None:
             raise InputError("--split applies to one data set; several external test sets are each scored whole")
-        _evaluate_sets(run, list(data or []), out, threshold, tta, layout, report is not False)
+        _evaluate_sets(run, list(data or []), out, threshold, tta, layout, report is not False, backend, calibrate)
         return
-    res = run_eval(run, data or None, split, out, threshold, tta, layout)
+    res = run_eval(run, data or None, split, out, threshold, tta, layout, backend, calibrate)
+    console.print(f"backend: {res.summary['backend']['reason']}", markup=False, soft_wrap=True)
     print_summary(res.summary, res.summary["selection"]["note"])
     console.print(f"written: {res.out_dir / 'summary.json'}, {res.out_dir / 'per_image.csv'}")
     if report:
@@ -66,10 +69,12 @@ def evaluate(
 
 
 def _evaluate_sets(run: Path, data: list[str], out: Path | None, threshold: float | None, tta: bool,
-                   layout: str | None, report: bool) -> None:  # fmt: skip
+                   layout: str | None, report: bool, backend: str, calibrate: Path | None) -> None:  # fmt: skip
     from polypseg.evaluation.sets import COLUMNS, evaluate_sets, format_cells
 
-    res = evaluate_sets(run, data, out, threshold, tta, layout)
+    res = evaluate_sets(run, data, out, threshold, tta, layout, backend, calibrate)
+    if res.results:
+        console.print(f"backend: {res.results[0][1].summary['backend']['reason']}", markup=False, soft_wrap=True)
     table = Table(title=f"{len(res.results)} external test sets, each scored whole")
     table.add_column("set")
     for head, _, _ in COLUMNS:

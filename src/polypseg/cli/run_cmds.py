@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from polypseg.cli.common import app, check_threshold, console, print_notes
+from polypseg.cli.common import BackendOpt, CalibrateOpt, app, check_threshold, console, print_notes
 from polypseg.device import parse_precision
 from polypseg.errors import InputError
 
@@ -35,6 +35,8 @@ def predict(
         str,
         typer.Option(help="auto (bf16 where the device has bf16 units: about 2x faster), 32, bf16 or 16."),
     ] = "auto",
+    backend: BackendOpt = "auto",
+    calibrate: CalibrateOpt = None,
 ) -> None:
     """Write a 0/255 mask PNG (at each input's size) and an overlay PNG per image; inputs sharing a file
     stem get <stem>, <stem>_2, <stem>_3, ... in input order. The model is --model, or else the first input."""
@@ -46,7 +48,8 @@ def predict(
             raise InputError("give the model (--model NAME, or a run folder first) and at least one input")
         model, inputs = str(inputs[0]), inputs[1:]
     notes = ReadNotes()
-    written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision), notes=notes)
+    written = run_predict(model, inputs, out, threshold, tta, parse_precision(precision), notes=notes,
+                          backend=backend, calibrate=calibrate, log=console.print)  # fmt: skip
     print_notes(notes.counts())
     console.print(f"wrote {len(written)} masks and overlays to {out}")
 
@@ -80,9 +83,22 @@ def export(
     run: Annotated[str, typer.Argument(help="Run folder, checkpoint file or shipped model name.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    int8: Annotated[bool, typer.Option("--int8", help="Static int8 quantisation (QDQ); needs --calibrate.")] = False,
+    calibrate: Annotated[
+        Path | None, typer.Option(help="Calibration frames for --int8: a data folder or a folder of images.")
+    ] = None,
+    calibration_images: Annotated[int, typer.Option(help="Frames drawn (seeded) from --calibrate.", min=1)] = 64,
 ) -> None:
-    """Export the model to ONNX (self-describing; predict and evaluate accept the .onnx file)."""
+    """Export the model to ONNX, fp32 or int8 (self-describing; predict, evaluate and serve accept the file)."""
     from polypseg.inference.export import export_onnx
 
-    path = export_onnx(run, out, opset)
-    console.print(f"exported {path}")
+    if calibrate is not None and not int8:
+        raise InputError("--calibrate is for --int8 exports; add --int8 or leave --calibrate out")
+    path = export_onnx(run, out, opset, int8=int8, calibrate=calibrate, calibration_images=calibration_images)
+    if int8:
+        from polypseg.inference.export import read_onnx_meta
+
+        cal = read_onnx_meta(path)["quantization"]["calibration"]
+        console.print(f"exported {path} (int8, calibrated on {cal['images']} frames of {cal['data']})")
+    else:
+        console.print(f"exported {path}")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from polypseg.cli.common import app, console
+from polypseg.cli.common import BackendOpt, CalibrateOpt, app, console
 from polypseg.device import parse_precision
 from polypseg.errors import MissingExtraError
 
@@ -49,6 +49,8 @@ def serve(
     ] = None,
     precision: Annotated[str, typer.Option(help="auto, 32, bf16 or 16.")] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="Flip test-time augmentation by default.")] = False,
+    backend: BackendOpt = "auto",
+    calibrate: CalibrateOpt = None,
 ) -> None:
     """Serve MODEL over HTTP: the viewer page at /, GET /health, GET /model, POST /predict (docs/serving.md)."""
     try:
@@ -61,6 +63,7 @@ def serve(
     settings = ServeSettings(
         workers=workers, max_queue=max_queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
         timeout_s=timeout, api_key=api_key or None, precision=parse_precision(precision), tta=tta,
+        backend=backend, calibrate=str(calibrate) if calibrate else None,
     )  # fmt: skip
     if workers > 1:
         import torch
@@ -69,6 +72,7 @@ def serve(
     service = create_app(model, settings)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     _say(f"serving {model} at {url} ({workers} worker(s), queue {max_queue})")
+    _say(f"backend: {service.state.card['serving']['backend_reason']}")
     if _is_loopback(host):
         _say(f"bound to {host}: loopback only, no other machine can reach it (--host to change)")
     else:

@@ -96,6 +96,8 @@ def evaluate(
     threshold: float | None = None,
     tta: bool = False,
     layout: str | None = None,
+    backend: str | None = None,
+    calibrate: str | Path | None = None,
 ) -> EvalResult:
     """Evaluate a checkpoint (or a run folder's ``best.ckpt``, or an exported ``.onnx``) on data.
 
@@ -111,6 +113,8 @@ def evaluate(
             ``RUN/eval/<data name>`` for external data (``<ckpt folder>/eval-<name>`` without a run folder).
         threshold: override the checkpoint's threshold (tuned on validation, or the recipe's 0.5).
         tta: flip test-time augmentation.
+        backend, calibrate: who runs the network (:mod:`polypseg.inference.backends`); the summary's
+            ``backend`` says which and why.
 
     Returns:
         :class:`EvalResult`. ``summary`` holds ``metrics`` (``mean`` over images and ``pooled``) at the
@@ -119,7 +123,7 @@ def evaluate(
         ``by_size`` and ``by_source``.
     """
     ckpt = resolve_model(run_or_ckpt)
-    predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)
+    predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta, backend=backend, calibrate=calibrate)
     meta = predictor.meta
     run_dir = model_run_dir(ckpt, meta)
     layout = default_layout(data, layout, run_dir)
@@ -169,6 +173,7 @@ def evaluate(
         "threshold": thr,
         "threshold_source": "argument" if threshold is not None else meta.get("threshold_source", "recipe"),
         "tta": tta,
+        "backend": {"name": predictor.backend.name, "reason": predictor.backend.reason},
         "metrics": summarise(rows),
         "metrics_at_0.5": summarise(rows_half),
         "structure": structure.results(),

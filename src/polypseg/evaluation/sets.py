@@ -198,11 +198,14 @@ def evaluate_sets(
     threshold: float | None = None,
     tta: bool = False,
     layout: str | None = None,
+    backend: str | None = None,
+    calibrate: str | Path | None = None,
 ) -> SetsResult:
     """Score each external test set of ``data`` whole and write the table (see the module docstring).
 
     Args:
         out_dir: default ``RUN/eval/<sets joined by +>`` (``<ckpt folder>/eval-<...>`` without a run folder).
+        backend, calibrate: as :func:`polypseg.evaluation.evaluate.evaluate`.
     """
     sets = expand_sets(data)
     check_external(run_or_ckpt, sets, layout)
@@ -212,7 +215,8 @@ def evaluate_sets(
     if out_dir is None:
         out_dir = RunPaths(run_dir).eval_dir(name) if run_dir is not None else ckpt.parent / f"eval-{name}"
     out = Path(out_dir)
-    results = [(s, evaluate(ckpt, [s.data], None, out / s.name, threshold, tta, layout)) for s in sets]
+    results = [(s, evaluate(ckpt, [s.data], None, out / s.name, threshold, tta, layout, backend, calibrate))
+               for s in sets]  # fmt: skip
     rows = table_rows([(s.name, r.summary) for s, r in results])
     thr = results[0][1].summary["threshold"] if results else 0.5
     caption = f"{ckpt} on {len(sets)} external test set(s), threshold {thr:.3f}" + (", flip TTA" if tta else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -166,6 +166,9 @@ def predict(
     tta: bool = False,
     precision: str = "auto",
     notes: ReadNotes | None = None,
+    backend: str | None = None,
+    calibrate: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write ``<stem>_mask.png`` (0 / 255, at the input's size) and ``<stem>_overlay.png`` per image.
 
@@ -178,11 +181,18 @@ def predict(
 
     ``notes`` collects what had to be done to read an image (e.g. RGBA converted to RGB), one per file.
 
+    ``backend`` / ``calibrate``: see :mod:`polypseg.inference.backends`; ``log`` gets a line saying which
+    backend runs and why.
+
     Returns the written mask paths (for videos, the CSV paths), in input order.
     """
     files = collect_images(inputs)
     videos = [Path(p) for p in inputs if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_EXTENSIONS]
-    predictor = Predictor.from_checkpoint(run_or_ckpt, threshold=threshold, tta=tta, precision=precision)
+    predictor = Predictor.from_checkpoint(
+        run_or_ckpt, threshold=threshold, tta=tta, precision=precision, backend=backend, calibrate=calibrate, log=log
+    )
+    if log:
+        log(f"backend: {predictor.backend.reason}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()

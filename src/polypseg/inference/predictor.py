@@ -8,14 +8,14 @@ probabilities back to the frame's own size before thresholding.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from polypseg.device import autocast_dtype, resolve_precision
-from polypseg.errors import MissingExtraError
+from polypseg.errors import InputError
 from polypseg.preprocess import normalise, resize_image, resize_probability
 from polypseg.zoo import load_model, resolve_model
 
@@ -66,40 +66,103 @@ class Predictor:
         self.threshold = float(threshold)
         self.tta, self.batch_size = tta, int(batch_size)
         self.precision = resolve_precision(precision, self.device) if onnx_session is None else "32"
+        from polypseg.inference.backends import BackendChoice
+
+        #: what runs the network and why (set by :meth:`from_checkpoint`)
+        self.backend = BackendChoice("torch" if onnx_session is None else "onnx", "built directly")
 
     @classmethod
-    def from_checkpoint(cls, run_or_ckpt: str | Path, threshold: float | None = None, **kwargs: object) -> Predictor:
-        """Build from a run folder (its ``best.ckpt``), a checkpoint file, or an exported ``.onnx`` file
-        (run by ONNX Runtime on the CPU).
+    def from_checkpoint(
+        cls,
+        run_or_ckpt: str | Path,
+        threshold: float | None = None,
+        backend: str | None = None,
+        calibrate: str | Path | None = None,
+        log: Callable[[str], None] | None = None,
+        **kwargs: object,
+    ) -> Predictor:
+        """Build from a run folder (its ``best.ckpt``), a checkpoint file, a shipped model's name, or an
+        exported ``.onnx`` file (run by ONNX Runtime on the CPU).
 
-        ``threshold`` overrides the one stored in the checkpoint (tuned on validation, or 0.5).
+        Args:
+            threshold: overrides the one stored in the model (tuned on validation, or 0.5).
+            backend: ``torch``, ``onnx``, ``onnx-int8`` or ``auto`` (:mod:`polypseg.inference.backends`);
+                None (default): the file's own runtime (torch for a checkpoint, ONNX Runtime for ``.onnx``).
+                The choice and its reason end up in :attr:`backend`.
+            calibrate: calibration frames for ``onnx-int8`` from a checkpoint (a data folder).
+            log: called with a line when a checkpoint is exported for ONNX Runtime (once per checkpoint).
+            kwargs: the constructor's (``tta``, ``batch_size``, ``precision``, ``device``).
+
+        Raises:
+            InputError: an unknown backend, ``torch`` for an ``.onnx`` file, ``onnx-int8`` for an fp32
+                ``.onnx`` file or for a checkpoint without ``calibrate``.
         """
+        from polypseg.inference.backends import BackendChoice, check_backend, choose_auto
+
         path = resolve_model(run_or_ckpt)
         if path.suffix == ".onnx":
-            return cls._from_onnx(path, threshold, **kwargs)
+            return cls._onnx_file(path, check_backend(backend or "onnx"), threshold, **kwargs)
+        backend = check_backend(backend or "torch")
+        if backend == "onnx-int8" and calibrate is None:
+            raise InputError(
+                f"--backend onnx-int8 on the checkpoint {path} needs calibration frames: add --calibrate DATA (a "
+                "folder of frames like yours), or give an int8 .onnx from 'polypseg export --int8 --calibrate DATA'"
+            )
+        if backend == "auto":
+            device = torch.device(kwargs["device"]) if kwargs.get("device") is not None else default_device()  # type: ignore[arg-type]
+            pred, choice = choose_auto(path, lambda name: cls._load(path, name, threshold, None, log, kwargs), device)
+        else:
+            pred = cls._load(path, backend, threshold, calibrate, log, kwargs)
+            choice = BackendChoice(backend, f"{backend} (as asked)")
+        pred.backend = choice
+        return pred
+
+    @classmethod
+    def _load(cls, path: Path, backend: str, threshold: float | None, calibrate: str | Path | None,
+              log: Callable[[str], None] | None, kwargs: dict) -> Predictor:  # fmt: skip
+        if backend != "torch":
+            from polypseg.inference.backends import cached_onnx
+
+            onnx_path = cached_onnx(path, calibrate if backend == "onnx-int8" else None, log)
+            return cls._from_onnx(onnx_path, threshold, **kwargs)
         model, meta = load_model(path)
         pre = meta["preprocess"]
         thr = meta.get("threshold", 0.5) if threshold is None else threshold
-        pred = cls(model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)  # type: ignore[arg-type]
+        pred = cls(model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)
         pred.meta = meta
         return pred
 
     @classmethod
-    def _from_onnx(cls, path: Path, threshold: float | None, **kwargs: object) -> Predictor:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingExtraError("running .onnx models needs the 'onnx' extra: pip install -e '.[onnx]'") from exc
-        from polypseg.inference.export import read_onnx_meta
+    def _onnx_file(cls, path: Path, backend: str, threshold: float | None, **kwargs: object) -> Predictor:
+        from polypseg.inference.backends import BackendChoice
 
+        if backend == "torch":
+            raise InputError(
+                f"{path} is an ONNX file: it runs with --backend onnx (or auto); for torch give the checkpoint "
+                "it was exported from"
+            )
+        pred = cls._from_onnx(path, threshold, **kwargs)
+        int8 = "quantization" in pred.meta
+        if backend == "onnx-int8" and not int8:
+            raise InputError(
+                f"{path} is an fp32 ONNX model, not int8: make one with 'polypseg export MODEL --int8 --calibrate "
+                "DATA', or use --backend onnx"
+            )
+        name = "onnx-int8" if int8 else "onnx"
+        pred.backend = BackendChoice(name, f"{name}: {path.name} is an {'int8' if int8 else 'fp32'} ONNX model")
+        return pred
+
+    @classmethod
+    def _from_onnx(cls, path: Path, threshold: float | None, **kwargs: object) -> Predictor:
+        from polypseg.inference.export import read_onnx_meta
+        from polypseg.inference.onnx_session import ort_session
+
+        session = ort_session(path)
         meta = read_onnx_meta(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         pre = meta["preprocess"]
         thr = meta.get("threshold", 0.5) if threshold is None else threshold
         kwargs.pop("device", None)
-        kwargs.pop("precision", None)  # the exported graph is fp32
+        kwargs.pop("precision", None)  # the exported graph is fp32 (or int8)
         pred = cls(None, pre["size"], pre["mean"], pre["std"], threshold=thr, device="cpu", onnx_session=session,
                    **kwargs)  # type: ignore[arg-type]  # fmt: skip
         pred.meta = meta

@@ -50,7 +50,14 @@ def _load(model: Any, settings: ServeSettings) -> tuple[Any, str | Path | None]:
     if isinstance(model, str | Path):
         from polypseg.inference.predictor import Predictor
 
-        return Predictor.from_checkpoint(model, tta=settings.tta, precision=settings.precision), model
+        predictor = Predictor.from_checkpoint(
+            model,
+            tta=settings.tta,
+            precision=settings.precision,
+            backend=settings.backend,
+            calibrate=settings.calibrate,
+        )
+        return predictor, model
     return model, None
 
 

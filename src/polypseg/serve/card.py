@@ -93,5 +93,7 @@ def model_card(predictor: Any, source: str | Path | None = None) -> dict:
             "device": str(getattr(predictor, "device", "cpu")),
             "precision": getattr(predictor, "precision", "32"),
             "tta": bool(getattr(predictor, "tta", False)),
+            "backend": getattr(getattr(predictor, "backend", None), "name", None),
+            "backend_reason": getattr(getattr(predictor, "backend", None), "reason", None),
         },
     }

@@ -41,6 +41,8 @@ class ServeSettings:
         retry_after_s: the ``Retry-After`` value of a 503, in seconds.
         precision: the predictor's precision when the app loads the model (``auto``, ``32``, ``bf16``, ``16``).
         tta: flip test-time augmentation for requests that do not say (query ``tta``).
+        backend: who runs the network (:mod:`polypseg.inference.backends`; None: the file's own runtime).
+        calibrate: calibration frames for ``onnx-int8`` on a checkpoint.
     """
 
     workers: int = 1
@@ -52,6 +54,8 @@ class ServeSettings:
     retry_after_s: int = 1
     precision: str = "auto"
     tta: bool = False
+    backend: str | None = None
+    calibrate: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
