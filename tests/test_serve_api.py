@@ -351,3 +351,53 @@ def test_cli_serve_help_and_missing_model(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(cli_app, ["serve", str(tmp_path), "--workers", "0"])
     assert res.exit_code == 2 and "workers" in res.output
+
+
+class RecordingPredictor(BlockingPredictor):
+    """Blocks its first call until ``release``; records how many frames each ``predict_proba`` call gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def predict_proba(self, frames):
+        frames = list(frames)
+        self.calls.append(len(frames))
+        if len(self.calls) == 1:
+            self.started.set()
+            self.release.wait(20)
+        return [np.full(f.shape[:2], 0.9, np.float32) for f in frames]
+
+
+def test_waiting_requests_share_one_forward_pass_and_a_bad_upload_fails_alone() -> None:
+    stub, body = RecordingPredictor(), encode(frame())
+    settings = ServeSettings(workers=1, max_queue=4, max_batch=8)
+    with TestClient(create_app(stub, settings)) as c, ThreadPoolExecutor(4) as pool:
+        first = pool.submit(c.post, "/predict", content=body)
+        assert stub.started.wait(10)
+        waiting = [pool.submit(c.post, "/predict", content=b) for b in (body, b"\xff\xd8\xff\xe0broken", body)]
+        wait_for(lambda: c.get("/health").json()["queue_depth"] == 3)
+        stub.release.set()
+        statuses = [f.result().status_code for f in [first, *waiting]]
+        assert statuses == [200, 200, 422, 200]
+        assert stub.calls == [1, 2]  # the two good waiting frames in one call; the corrupt one decoded alone
+        mask = decode_png(waiting[0].result().content)
+        assert mask.shape == (50, 70) and (mask == 255).all()  # 0.9 > the 0.5 threshold everywhere
+
+
+def test_batched_masks_equal_the_predictors_frame_by_frame(tiny_run: Path) -> None:
+    from polypseg.serve.app import InferJob, infer_batch
+
+    frames = [frame(50 + 8 * i, 70, seed=i) for i in range(3)]
+    jobs = [InferJob(encode(f), None, False, "mask", 10**7) for f in frames]
+    served = infer_batch(Predictor.from_checkpoint(tiny_run, precision="32"), jobs)
+    alone = Predictor.from_checkpoint(tiny_run, precision="32", batch_size=1)
+    for f, (png, _, _) in zip(frames, served, strict=True):
+        expected = next(alone.predict_mask([read_image_bytes(encode(f))]))
+        assert np.array_equal(decode_png(png) // 255, expected)
+
+
+def read_image_bytes(data: bytes) -> np.ndarray:
+    from polypseg.serve.upload import decode_image
+
+    return decode_image(data, 10**7)

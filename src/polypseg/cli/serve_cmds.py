@@ -40,6 +40,9 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Inference worker threads.")] = 1,
     max_queue: Annotated[int, typer.Option(help="Requests that may wait for a worker; more get 503.")] = 8,
+    max_batch: Annotated[
+        int, typer.Option(help="Most waiting requests one forward pass serves (micro-batching; 1: off).", min=1)
+    ] = 8,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload in MiB; larger gets 413.")] = 20.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image, width x height; larger gets 413.")] = 40_000_000,
     timeout: Annotated[float, typer.Option(help="Seconds a request may wait and run before 504.")] = 30.0,
@@ -61,7 +64,7 @@ def serve(
     except ImportError:
         raise MissingExtraError("polypseg serve needs the 'serve' extra: pip install -e '.[serve]'") from None
     settings = ServeSettings(
-        workers=workers, max_queue=max_queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
+        workers=workers, max_queue=max_queue, max_batch=max_batch, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
         timeout_s=timeout, api_key=api_key or None, precision=parse_precision(precision), tta=tta,
         backend=backend, calibrate=str(calibrate) if calibrate else None,
     )  # fmt: skip
@@ -79,6 +82,9 @@ def serve(
         _say(f"bound to {host}: reachable from the network; put it behind TLS (docs/serving.md)")
         if settings.api_key is None:
             _say("warning: no --api-key: anyone who can reach this port can use the model")
+    from polypseg.serve.memory import fix_malloc_thresholds
+
+    fix_malloc_thresholds()  # a flat resident size over a long run (see polypseg.serve.memory)
     Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb guard at the same limit (the app checks first)
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     uvicorn.run(

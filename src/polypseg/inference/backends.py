@@ -21,6 +21,7 @@ Backends (:data:`BACKENDS`):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import platform
@@ -153,6 +154,8 @@ def choose_auto(
         store.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(store, json.dumps(decisions, indent=1))
         pred = onnx_pred if known["onnx"] < known["torch"] else torch_pred
+        del onnx_pred  # the loser's session or weights go now, not with the next collection
+        gc.collect()
     else:
         pred = build("onnx") if known["onnx"] < known["torch"] else torch_pred
     name = "onnx" if known["onnx"] < known["torch"] else "torch"

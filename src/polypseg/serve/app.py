@@ -8,10 +8,10 @@ Every refusal is a short plain message (``{"detail": "..."}``), never a server p
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,20 +61,47 @@ def _load(model: Any, settings: ServeSettings) -> tuple[Any, str | Path | None]:
     return model, None
 
 
-def infer(predictor: Any, data: bytes, threshold: float | None, tta: bool, output: str, max_pixels: int) -> Any:
-    """One request's work, run on a worker thread: decode, predict, threshold, render.
+@dataclass(frozen=True)
+class InferJob:
+    """One ``POST /predict``: the uploaded bytes and the request's settings."""
+
+    data: bytes
+    threshold: float | None
+    tta: bool
+    output: str
+    max_pixels: int
+
+
+def infer_batch(predictor: Any, jobs: list[InferJob]) -> list[Any]:
+    """The work of several requests on one worker: decode each, one ``predict_proba`` over the frames
+    that share a TTA setting (micro-batching: :mod:`polypseg.serve.pool`), then threshold and render each.
 
     The mask is ``Predictor.predict_mask``'s rule (probability > threshold) on the frame's own size.
-    Returns ``(png bytes, polyp fraction, threshold)`` for PNG outputs, or the JSON summary dict.
+    Returns per job ``(png bytes, polyp fraction, threshold)`` for PNG outputs, the JSON summary dict,
+    or the exception that job raised (a bad upload fails only its own request).
     """
-    image = decode_image(data, max_pixels)
-    predictor.tta = tta  # this worker's own copy of the predictor
-    thr = predictor.threshold if threshold is None else float(threshold)
-    prob = next(iter(predictor.predict_proba([image])))
-    mask = (prob > thr).astype(np.uint8)
-    if output == "json":
-        return summary(prob, mask, thr)
-    return render_png(output, image, prob, mask), float(mask.mean()), thr
+    results: list[Any] = [None] * len(jobs)
+    images: dict[bool, list[tuple[int, np.ndarray]]] = {}
+    for k, job in enumerate(jobs):
+        try:
+            images.setdefault(job.tta, []).append((k, decode_image(job.data, job.max_pixels)))
+        except Exception as exc:  # answered as that request's 4xx by the app's error handlers
+            results[k] = exc
+    for tta, group in images.items():
+        predictor.tta = tta  # this worker's own copy of the predictor
+        probs = predictor.predict_proba([image for _, image in group])
+        for (k, image), prob in zip(group, probs, strict=True):
+            job = jobs[k]
+            try:
+                thr = predictor.threshold if job.threshold is None else float(job.threshold)
+                mask = (prob > thr).astype(np.uint8)
+                if job.output == "json":
+                    results[k] = summary(prob, mask, thr)
+                else:
+                    results[k] = (render_png(job.output, image, prob, mask), float(mask.mean()), thr)
+            except Exception as exc:
+                results[k] = exc
+    return results
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -115,10 +142,11 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         "max_pixels": settings.max_pixels,
         "workers": settings.workers,
         "max_queue": settings.max_queue,
+        "max_batch": settings.max_batch,
         "timeout_s": settings.timeout_s,
         "api_key_required": settings.api_key is not None,
     }
-    pool = InferencePool(predictor, settings.workers, settings.max_queue)
+    pool = InferencePool(predictor, settings.workers, settings.max_queue, settings.max_batch, infer_batch)
     files = page_files()
 
     @asynccontextmanager
@@ -184,10 +212,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> FastAPI:
         del body
         if len(data) > limit:
             raise too_large(limit)
-        job = functools.partial(
-            infer, data=data, threshold=threshold, tta=settings.tta if tta is None else tta, output=output,
-            max_pixels=settings.max_pixels,
-        )  # fmt: skip
+        job = InferJob(data, threshold, settings.tta if tta is None else tta, output, settings.max_pixels)
         try:
             fut = pool.submit(job)
         except QueueFullError:

@@ -33,6 +33,7 @@ class ServeSettings:
     Attributes:
         workers: inference worker threads (each runs one request at a time).
         max_queue: requests that may wait for a worker; one more is answered 503 with ``Retry-After``.
+        max_batch: most waiting requests a worker runs through the network together (micro-batching).
         max_upload_mb: largest accepted upload, in MiB (2**20 bytes); larger is 413.
         max_pixels: largest accepted image, width x height in pixels, read from the file's header before
             decoding; larger (decompression bombs included) is 413.
@@ -47,6 +48,7 @@ class ServeSettings:
 
     workers: int = 1
     max_queue: int = 8
+    max_batch: int = 8
     max_upload_mb: float = 20.0
     max_pixels: int = DEFAULT_MAX_PIXELS
     timeout_s: float = 30.0
