@@ -41,6 +41,7 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
     "ema": (BASE_SIZE, {"ema_decay": 0.99}),
     "strong-aug": (BASE_SIZE, {"data.augment": "strong"}),
     "multiscale": (BASE_SIZE, {"multiscale": [0.75, 1.0, 1.25]}),
+    "progressive": (BASE_SIZE, {"progressive": [0.5, 0.75, 1.0]}),  # thirds of the budget at 96, 144, 192 px
     # the real-time candidates (issue 17: 256 px, compared with size256): strided stem, a quarter of the FLOPs
     "realtime": (256, {"model.args.stem_stride": 2}),
     "realtime-base24": (256, {"model.args.stem_stride": 2, "model.args.base": 24}),

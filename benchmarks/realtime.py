@@ -40,6 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
+CALIBRATION = ROOT / "runs" / "realtime-calibration"  # symlinks to PolypGen train frames
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
@@ -99,7 +100,7 @@ def predictors(run: str, args: argparse.Namespace, bf16_units: bool) -> list[tup
 
         out.append(("torch.compile fp32", compiled, {"compiled": True}))
     out.append(("onnx fp32", lambda b: Predictor.from_checkpoint(run, backend="onnx", batch_size=b), {}))
-    cal = RESULTS / "_calibration"
+    cal = CALIBRATION
     out.append(
         (
             "onnx int8",
@@ -112,7 +113,7 @@ def predictors(run: str, args: argparse.Namespace, bf16_units: bool) -> list[tup
 
 def calibration_folder(n: int) -> Path:
     """``n`` PolypGen train frames (seeded) as symlinks in one plain folder (what ``--calibrate`` takes)."""
-    folder = RESULTS / "_calibration"
+    folder = CALIBRATION
     folder.mkdir(parents=True, exist_ok=True)
     images = sorted((SHARED / "polypgen" / "train" / "images").iterdir())
     rng = np.random.default_rng(0)
@@ -136,6 +137,7 @@ def measure(args: argparse.Namespace) -> dict:
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores, threads {torch.get_num_threads()}; {mode}; "
           f"bf16 units: {cpu['bf16_units']}", flush=True)  # fmt: skip
     frames, gts = val_frames()
+    frames, gts = frames[: args.frames], gts[: args.frames]
     calibration_folder(args.calibration_images)
     rows = []
     for run in args.model:
@@ -169,8 +171,8 @@ def measure(args: argparse.Namespace) -> dict:
               "frame_size": list(frames[0].shape), "torch": torch.__version__, "rows": rows,
               "command": "python benchmarks/realtime.py " + " ".join(sys.argv[1:]),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"realtime-{isa}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"realtime-{isa}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"written {out}")
     print_table(result)
@@ -197,7 +199,9 @@ def main() -> None:
     ap.add_argument("--min-seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--calibration-images", type=int, default=64)
+    ap.add_argument("--frames", type=int, default=None, help="only the first N val frames (a quick check)")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
     ap.add_argument("--bf16-anyway", action="store_true")
     ap.add_argument("--isa", nargs="+", default=["native"], choices=["native", "avx2"],
                     help="avx2: a child process with torch limited to AVX2 code")  # fmt: skip

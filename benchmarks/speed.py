@@ -50,7 +50,9 @@ def cpu_info() -> dict:
     model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
     flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
     return {"model": model or platform.processor(), "cores": os.cpu_count(), "isa": {f: f in flags for f in ISA_FLAGS},
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_units": cpu_has_bf16_units()}  # fmt: skip
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_units": cpu_has_bf16_units(),
+            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
+            "mkl_enable_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS")}  # fmt: skip
 
 
 def monai_models() -> dict[str, Callable[[], nn.Module]]:
@@ -68,7 +70,9 @@ def monai_models() -> dict[str, Callable[[], nn.Module]]:
 def our_models() -> dict[str, Callable[[], nn.Module]]:
     return {
         "unet_b16": lambda: build_model("unet", base=16),
+        "unet_b16_s2": lambda: build_model("unet", base=16, stem_stride=2),  # the real-time model's shape
         "unet_b32": lambda: build_model("unet", base=32),
+        "unet_b32_s2": lambda: build_model("unet", base=32, stem_stride=2),  # MONAI UNet's FLOPs, our blocks
         "unet_b64": lambda: build_model("unet", base=64),
         "attention_unet_b32": lambda: build_model("attention_unet", base=32),
     }

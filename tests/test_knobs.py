@@ -12,6 +12,7 @@ from torch import nn
 from polypseg.checkpoint import load_checkpoint
 from polypseg.config import load_recipe
 from polypseg.data.augment import build_augment
+from polypseg.errors import InputError
 from polypseg.inference import Predictor
 from polypseg.models import build_model
 from polypseg.training import fit
@@ -36,6 +37,46 @@ def test_multiscale_resizes_batches_and_keeps_masks_binary() -> None:
     assert sizes == {48, 80}  # 64 * 0.75 and 64 * 1.25, multiples of 2**4
     plain = SegModule(load_recipe("quick", {"model.args.base": 4}), PRE)
     assert plain.rescale_batch(x, y)[0] is x
+
+
+def test_progressive_resizing_phases_follow_the_epochs_or_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from polypseg.training.module import progressive_factor
+
+    assert [progressive_factor([0.5, 0.75, 1.0], p) for p in (0.0, 0.32, 0.34, 0.66, 0.67, 0.99, 1.0)] == [
+        0.5, 0.5, 0.75, 0.75, 1.0, 1.0, 1.0]  # fmt: skip
+    recipe = load_recipe("quick", {"progressive": [0.5, 1.0], "model.args.base": 4, "epochs": 4})
+    spent = [0.0]
+    module = SegModule(recipe, PRE, budget_fraction=lambda: spent[0])
+    x, y = torch.randn(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.7).float()
+    epoch = [0]
+    monkeypatch.setattr(SegModule, "current_epoch", property(lambda self: epoch[0]))
+    assert module.rescale_batch(x, y)[0].shape[-1] == 32  # epoch 0 of 4, nothing of the budget spent
+    spent[0] = 0.6  # within an epoch the size holds even when the budget passes the middle
+    assert module.rescale_batch(x, y)[0].shape[-1] == 32
+    epoch[0] = 1  # epoch 1 of 4 is 25 %, but 60 % of the budget is spent: the full-size phase
+    xs, ys = module.rescale_batch(x, y)
+    assert xs is x and ys is y
+    unbudgeted = SegModule(recipe, PRE)
+    epoch[0] = 1
+    assert unbudgeted.rescale_batch(x, y)[0].shape[-1] == 32  # 25 % of the epochs
+    epoch[0] = 2
+    assert unbudgeted.rescale_batch(x, y)[0] is x
+
+
+@pytest.mark.parametrize(
+    ("factors", "message"),
+    [
+        ([0.5, 0.75], "end with 1.0"),
+        ([0.75, 0.5, 1.0], "must increase"),
+        ([0.1, 1.0], "within"),
+        ([1.0, 1.0], "increase"),
+    ],
+)
+def test_progressive_factors_are_validated(factors: list[float], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_recipe("quick", {"progressive": factors})
+    with pytest.raises(InputError, match="progressive and multiscale do not combine"):
+        load_recipe("quick", {"progressive": [0.5, 1.0], "multiscale": [0.75, 1.0]})
 
 
 def test_deep_supervision_weights_aux_losses_and_trains_aux_heads() -> None:

@@ -8,6 +8,7 @@ listed), so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import difflib
+import itertools
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -103,6 +104,11 @@ class Recipe(_Strict):
     #: multi-scale training: each batch is resized by a factor drawn from this list (sizes kept
     #: divisible by stem_stride * 2**depth); empty disables it. The polyp literature uses [0.75, 1.0, 1.25].
     multiscale: list[float] = Field(default_factory=list)
+    #: progressive resizing: training is split into equal shares (of the epochs, or of the wall-clock
+    #: budget when one is set), the k-th at ``progressive[k] * data.size`` (kept divisible as above);
+    #: increasing factors in [0.25, 1] ending with 1.0, e.g. [0.5, 0.75, 1.0]. Validation is always at
+    #: full size. Empty disables it; it does not combine with ``multiscale``.
+    progressive: list[float] = Field(default_factory=list)
     #: exponential moving average of the weights (e.g. 0.999); validated and saved weights are the EMA.
     ema_decay: float | None = Field(None, gt=0, lt=1)
     #: fine-tuning: initialise the model from this local file before training (a polypseg checkpoint or a
@@ -130,6 +136,14 @@ class Recipe(_Strict):
             raise ValueError(f"multiscale factors must lie in [0.25, 4], got {v}")
         return v
 
+    @field_validator("progressive")
+    @classmethod
+    def _progressive(cls, v: list[float]) -> list[float]:
+        increasing = all(a < b for a, b in itertools.pairwise(v))
+        if v and (any(not 0.25 <= f <= 1 for f in v) or not increasing or v[-1] != 1.0):
+            raise ValueError(f"progressive factors must increase within [0.25, 1] and end with 1.0, got {v}")
+        return v
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -139,6 +153,8 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _check_builders(self) -> Recipe:
+        if self.progressive and self.multiscale:
+            raise ValueError("progressive and multiscale do not combine: choose one (set the other to [])")
         from polypseg.losses import build_loss
         from polypseg.models import build_model
 

@@ -22,6 +22,12 @@ from polypseg.training.schedule import lr_factor
 CHECKPOINT_FORMAT = 1
 
 
+def progressive_factor(factors: list[float], progress: float) -> float:
+    """Progressive resizing: the factor of the share of training ``progress`` (in [0, 1]) falls in, with
+    ``len(factors)`` equal shares; e.g. [0.5, 0.75, 1.0] at 0.4 -> 0.75."""
+    return factors[min(int(progress * len(factors)), len(factors) - 1)]
+
+
 def batch_dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image Dice and IoU ``(N,)`` float64 of thresholded sigmoid(logits) vs target, both (N, 1, H, W).
 
@@ -58,6 +64,7 @@ class SegModule(pl.LightningModule):
         self.threshold = recipe.threshold
         self._sums: dict[str, torch.Tensor] = {}
         self.epoch_record: dict[str, float] = {}
+        self._phase_epoch, self._phase_factor = -1, 1.0  # progressive resizing: the epoch's factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -83,16 +90,34 @@ class SegModule(pl.LightningModule):
         # seeded the same way by polypseg.data.datamodule.EpochSampler).
         torch.manual_seed(epoch_seed(self.recipe.seed, self.current_epoch, "module"))
 
+    def training_progress(self) -> float:
+        """Share of training done at the start of this epoch: the larger of the epoch share and the spent
+        share of the wall-clock budget (as the budget-aware schedules count it), in [0, 1]."""
+        done = self.current_epoch / max(self.recipe.epochs, 1)
+        if self.budget_fraction is not None:
+            done = max(done, self.budget_fraction())
+        return min(max(done, 0.0), 1.0)
+
+    def batch_factor(self) -> float:
+        """The resize factor of this training batch: progressive resizing's phase (fixed within an epoch,
+        :func:`progressive_factor`), or a factor drawn (torch RNG) from ``recipe.multiscale``, else 1."""
+        if self.recipe.progressive:
+            if self._phase_epoch != self.current_epoch:
+                self._phase_epoch = self.current_epoch
+                self._phase_factor = progressive_factor(self.recipe.progressive, self.training_progress())
+            return self._phase_factor
+        scales = self.recipe.multiscale
+        return scales[int(torch.randint(len(scales), ()).item())] if scales else 1.0
+
     def rescale_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Multi-scale training: resize a batch by a factor drawn (torch RNG) from ``recipe.multiscale``.
+        """Resize a training batch by :meth:`batch_factor` (multi-scale or progressive resizing).
 
         Images are resized bilinearly, masks with nearest neighbour; the new side is the multiple of
         :func:`~polypseg.models.model_input_multiple` nearest to ``side * factor``.
         """
-        scales = self.recipe.multiscale
-        if not scales:
+        factor = self.batch_factor()
+        if factor == 1.0:
             return x, y
-        factor = scales[int(torch.randint(len(scales), ()).item())]
         step = model_input_multiple(self.recipe.model.args)
         h, w = x.shape[-2:]
         size = (max(step, round(h * factor / step) * step), max(step, round(w * factor / step) * step))
