@@ -24,7 +24,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from generalise import RESULTS, ROOT, SHARED, cpu_model, has_bf16, replace_section, run_one
+from generalise import RESULTS, ROOT, RUNS, SHARED, cpu_model, has_bf16, replace_section, run_one
+
+from polypseg.errors import InputError
+from polypseg.evaluation.compare import compare
 
 START, END = "<!-- budget:start -->", "<!-- budget:end -->"
 BASE_SIZE = 192
@@ -56,6 +59,22 @@ def run_candidate(name: str, minutes: float, seed: int) -> dict:
     return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=tag, command=command)
 
 
+def run_folder(result: dict) -> Path:
+    """The run folder of a budget result (generalise.run_one's naming)."""
+    tag = f"+{result['tag']}" if result.get("tag") else ""
+    return RUNS / (f"{result['experiment']}-{result['recipe']}{tag}-{result['size']}px-s{result['seed']}-"
+                   f"{result['budget_minutes']:g}min")  # fmt: skip
+
+
+def paired_val(base: dict, result: dict) -> str:
+    """``Δ [95 % interval], p`` of the candidate's validation Dice against the reference, image by image."""
+    try:
+        c = compare(run_folder(base) / "eval" / "val", run_folder(result) / "eval" / "val", "val", "dice")
+    except (FileNotFoundError, InputError):
+        return "(per-image scores missing)"
+    return f"{c.diff:+.4f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}], p {c.p_value:.3f}"
+
+
 def _mean_external(result: dict) -> float:
     sets = [r for r in result["external"] if "mean" not in str(r["set"])]  # not the two summary rows
     return sum(r["mDice"] for r in sets) / len(sets)
@@ -75,7 +94,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "Each candidate is `strong` with one change, trained on PolypGen train (984 frames) for the budget "
         "(the run's own training time on 2 cores), its best validation epoch kept and its threshold tuned "
         "on PolypGen val (140 frames); Kvasir-SEG (900) and CVC-ClinicDB (550) are scored whole at original "
-        "resolution. Differences are against `strong` in the same table (same budget, CPU, seed).",
+        "resolution. Differences are against `strong` in the same table (same budget, CPU, seed); Δ val is paired "
+        "over the 140 validation images (bootstrap interval, sign-flip permutation p; `polypseg compare`).",
     ]
     for (minutes, cpu, bf16), rows in sorted(groups.items()):
         base = next((r for r in rows if r.get("tag") == "ref"), None)
@@ -83,16 +103,18 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
             "",
             f"### {minutes:g} minutes, {cpu} (bf16 units: {'yes' if bf16 else 'no'})",
             "",
-            "| candidate | change | size | epochs | val mDice | Δ val | Kvasir | ClinicDB | external mean "
+            "| candidate | change | size | epochs | val mDice | Δ val [95 % CI], p | Kvasir | ClinicDB | external mean "
             "| Δ external |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sorted(rows, key=lambda r: (r is not base, -r["validation"]["mDice"])):
             ext = {str(e["set"]): e["mDice"] for e in r["external"]}
             mean = _mean_external(r)
-            dv = f"{r['validation']['mDice'] - base['validation']['mDice']:+.4f}" if base and r is not base else ""
+            dv = paired_val(base, r) if base and r is not base else ""
             de = f"{mean - _mean_external(base):+.4f}" if base and r is not base else ""
-            change = ", ".join(f"{k}={v}" for k, v in r.get("overrides", {}).items()) or "—"
+            changes = [f"{k}={v}" for k, v in r.get("overrides", {}).items()]
+            changes += [f"data.size={r['size']}"] if r["size"] != BASE_SIZE else []
+            change = ", ".join(changes) or "—"
             lines.append(f"| {'strong' if r is base else r['tag']} | {change} | {r['size']} | {r['epochs_done']} | "
                          f"{r['validation']['mDice']:.4f} | {dv} | {ext.get('kvasir', float('nan')):.4f} | "
                          f"{ext.get('clinicdb', float('nan')):.4f} | {mean:.4f} | {de} |")  # fmt: skip

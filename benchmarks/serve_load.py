@@ -1,6 +1,6 @@
 """Load test of ``polypseg serve``: throughput, latency, errors and server memory, against Predictor alone.
 
-    python benchmarks/serve_load.py [--model RUN|CKPT|ONNX] [--clients 20] [--seconds 60] [--workers 1]
+    python benchmarks/serve_load.py [--model RUN|CKPT|ONNX] [--clients 20] [--seconds 60] [--workers 2] [--max-batch 8]
         [--max-queue 8] [--precision auto] [--frames 32] [--baseline-seconds 15]
 
 Starts ``polypseg serve`` on a free loopback port (never another address), then runs two phases of
@@ -160,6 +160,12 @@ def predictor_rate(model: str, precision: str, frames: list[bytes], seconds: flo
     return out
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, from /proc/<pid>/stat (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler(threading.Thread):
     """Samples a process's VmRSS (MiB) every ``every`` seconds from /proc (Linux)."""
 
@@ -257,7 +263,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-queue", type=int, default=8)
     ap.add_argument("--max-upload-mb", type=float, default=20)
     ap.add_argument("--precision", default="auto")
@@ -291,10 +297,18 @@ def main() -> None:
         phases = {}
         for name, share in (("frames", 0.0), ("hostile_10pct", 0.1)):
             print(f"phase {name}: {args.clients} clients for {args.seconds:g} s")
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), (os.times(), process_cpu_seconds(server.pid))
             records = run_phase(url, frames, hostile_uploads(frames[0], args.max_upload_mb), share,
                                 args.clients, args.seconds, args.busy_backoff)  # fmt: skip
-            phases[name] = summarise(records, time.monotonic() - t0)
+            wall = time.monotonic() - t0
+            phases[name] = summarise(records, wall)
+            mine, theirs = os.times(), process_cpu_seconds(server.pid)
+            phases[name]["cpu_share"] = {  # of all cores' time during the phase
+                "clients": round(
+                    (mine.user + mine.system - cpu0[0].user - cpu0[0].system) / (wall * os.cpu_count()), 3
+                ),
+                "server": round((theirs - cpu0[1]) / (wall * os.cpu_count()), 3),
+            }
             if name == "frames":
                 t_phase1_end = time.monotonic()
         time.sleep(1)

@@ -39,6 +39,14 @@ def test_strong_is_seed16_with_the_structure_loss_and_deep_supervision() -> None
     assert strong["loss"] == {**seed16["loss"], "name": "structure"}
 
 
+def test_realtime_is_strong_with_a_strided_stem() -> None:
+    # The real-time model of docs/performance.md; what benchmarks/budget.py measured is in its comment.
+    strong, realtime = load_recipe("strong").model_dump(), load_recipe("realtime").model_dump()
+    assert {k for k in strong if strong[k] != realtime[k]} == {"name", "description", "model"}
+    assert realtime["model"] == {**strong["model"], "args": {**strong["model"]["args"], "stem_stride": 2}}
+    assert realtime["data"]["size"] == 256
+
+
 def test_overrides_and_roundtrip(tmp_path: Path) -> None:
     r = load_recipe("quick", {"epochs": 3, "data.size": 64, "seed": None})
     assert r.epochs == 3 and r.data.size == 64 and r.seed == 0

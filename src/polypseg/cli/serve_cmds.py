@@ -38,7 +38,9 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Inference worker threads.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Inference worker threads (torch's threads are split between them).")
+    ] = 2,
     max_queue: Annotated[int, typer.Option(help="Requests that may wait for a worker; more get 503.")] = 8,
     max_batch: Annotated[
         int, typer.Option(help="Most waiting requests one forward pass serves (micro-batching; 1: off).", min=1)
@@ -63,6 +65,9 @@ def serve(
         from polypseg.serve import ServeSettings, create_app
     except ImportError:
         raise MissingExtraError("polypseg serve needs the 'serve' extra: pip install -e '.[serve]'") from None
+    from polypseg.serve.memory import fix_allocator_settings
+
+    fix_allocator_settings()  # before any worker thread exists: a flat resident size (polypseg.serve.memory)
     settings = ServeSettings(
         workers=workers, max_queue=max_queue, max_batch=max_batch, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
         timeout_s=timeout, api_key=api_key or None, precision=parse_precision(precision), tta=tta,
@@ -82,9 +87,6 @@ def serve(
         _say(f"bound to {host}: reachable from the network; put it behind TLS (docs/serving.md)")
         if settings.api_key is None:
             _say("warning: no --api-key: anyone who can reach this port can use the model")
-    from polypseg.serve.memory import fix_malloc_thresholds
-
-    fix_malloc_thresholds()  # a flat resident size over a long run (see polypseg.serve.memory)
     Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb guard at the same limit (the app checks first)
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     uvicorn.run(

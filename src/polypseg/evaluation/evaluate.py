@@ -123,7 +123,7 @@ def evaluate(
         ``by_size`` and ``by_source``.
     """
     ckpt = resolve_model(run_or_ckpt)
-    predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta, backend=backend, calibrate=calibrate)
+    predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta)  # the file's own runtime
     meta = predictor.meta
     run_dir = model_run_dir(ckpt, meta)
     layout = default_layout(data, layout, run_dir)
@@ -137,6 +137,8 @@ def evaluate(
         out_dir = RunPaths(run_dir).eval_dir(name) if run_dir is not None else ckpt.parent / f"eval-{name}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if backend is not None:  # built once the data is known to be good: an export or a timing trial is not free
+        predictor = Predictor.from_checkpoint(ckpt, threshold=threshold, tta=tta, backend=backend, calibrate=calibrate)
 
     thr = predictor.threshold
     rows: list[dict[str, Any]] = []

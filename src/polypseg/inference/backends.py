@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
@@ -38,8 +38,18 @@ from polypseg.atomic import atomic_write_text
 from polypseg.errors import InputError
 from polypseg.paths import cache_root
 
-if TYPE_CHECKING:
-    from polypseg.inference.predictor import Predictor
+
+class Runner(Protocol):
+    """What the ``auto`` trial needs of a predictor (:class:`polypseg.inference.Predictor` has it)."""
+
+    batch_size: int
+    size: int
+    tta: bool
+    precision: str
+    session: Any
+
+    def run_network(self, batch: torch.Tensor) -> torch.Tensor: ...
+
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
@@ -100,15 +110,15 @@ def cached_onnx(
     return path
 
 
-def time_forward(predictor: Predictor, repeats: int = 3) -> float:
+def time_forward(predictor: Runner, repeats: int = 3) -> float:
     """Median seconds per frame of the predictor's network on a batch of ``batch_size`` frames of its size
     (one warm-up call first)."""
     x = torch.randn(predictor.batch_size, 3, predictor.size, predictor.size, generator=torch.Generator().manual_seed(0))
-    predictor._forward(x)
+    predictor.run_network(x)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        predictor._forward(x)
+        predictor.run_network(x)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) / predictor.batch_size
 
@@ -129,10 +139,10 @@ def _decisions_file() -> Path:
 
 def choose_auto(
     checkpoint: Path,
-    build: Callable[[str], Predictor],
+    build: Callable[[str], Runner],
     device: torch.device,
-    timer: Callable[[Predictor], float] = time_forward,
-) -> tuple[Predictor, BackendChoice]:
+    timer: Callable[[Runner], float] = time_forward,
+) -> tuple[Runner, BackendChoice]:
     """The ``auto`` rule for a checkpoint (see the module docstring): ``build(name)`` makes the predictor
     of one backend; ``timer`` gives seconds per frame (tests pass their own)."""
     if device.type != "cpu":

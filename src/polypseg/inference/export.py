@@ -14,8 +14,11 @@ Its Dice cost against the fp32 model is a property of the model: measure it (``b
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,11 +45,12 @@ def _require_onnx() -> Any:
     return onnx
 
 
-def _with_meta(onnx: Any, src: Path, dst: Path, meta: dict) -> None:
+def _with_meta(onnx: Any, src: Path, tmp: Path, meta: dict) -> None:
+    """``src`` with the polypseg metadata, saved to ``tmp``: atomic_save's temporary file (renamed into place)."""
     proto = onnx.load(str(src))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
-    onnx.save(proto, str(dst))
+    onnx.save(proto, str(tmp))
 
 
 def export_onnx(
@@ -90,16 +94,18 @@ def export_onnx(
         }  # fmt: skip
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.onnx.export(
-        model.eval(),
-        (example,),
-        dynamo=True,
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: batch}},
-        opset_version=opset,
-        external_data=False,
-    )
+    with quiet_exporter():
+        program = torch.onnx.export(
+            model.eval(),
+            (example,),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: batch}},
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
 
     def write(tmp: Path) -> None:  # saved once with its metadata, then renamed into place
         if not int8:
@@ -114,6 +120,21 @@ def export_onnx(
 
     atomic_save(out, write)
     return out
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence torch.onnx's progress lines, its warnings about torchvision operators (torchvision is not a
+    dependency) and deprecation warnings while a model is exported: none is about the user's model."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def calibration_frames(data: str | Path, n: int, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:

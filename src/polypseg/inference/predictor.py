@@ -168,7 +168,9 @@ class Predictor:
         pred.meta = meta
         return pred
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def run_network(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(N, S, S)`` float32 on the CPU for a standardised batch ``(N, 3, S, S)`` (the
+        network, sigmoid and TTA, on whichever backend this predictor runs)."""
         if self.session is not None:
             return self._forward_onnx(batch)
         return self._forward_torch(batch)
@@ -214,7 +216,7 @@ class Predictor:
             if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
                 raise ValueError(f"expected uint8 RGB frames (H, W, 3), got {f.dtype} {f.shape}")
         small = np.stack([resize_image(f, self.size) for f in frames])
-        probs = self._forward(normalise(small, self.mean, self.std)).numpy()
+        probs = self.run_network(normalise(small, self.mean, self.std)).numpy()
         return [resize_probability(p, f.shape[0], f.shape[1]) for p, f in zip(probs, frames, strict=True)]
 
     def predict_mask(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -31,7 +31,9 @@ class ServeSettings:
     """Limits and defaults of one server.
 
     Attributes:
-        workers: inference worker threads (each runs one request at a time).
+        workers: inference worker threads, each running one micro-batch at a time; with 2 (the default) one
+            decodes and renders while the other runs the network (``polypseg serve`` splits torch's threads
+            between them), which measured 1.4x the frames/s of one worker on 2 cores (docs/serving.md).
         max_queue: requests that may wait for a worker; one more is answered 503 with ``Retry-After``.
         max_batch: most waiting requests a worker runs through the network together (micro-batching).
         max_upload_mb: largest accepted upload, in MiB (2**20 bytes); larger is 413.
@@ -46,7 +48,7 @@ class ServeSettings:
         calibrate: calibration frames for ``onnx-int8`` on a checkpoint.
     """
 
-    workers: int = 1
+    workers: int = 2
     max_queue: int = 8
     max_batch: int = 8
     max_upload_mb: float = 20.0
