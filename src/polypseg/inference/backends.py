@@ -157,18 +157,17 @@ def choose_auto(
     store = _decisions_file()
     decisions = json.loads(store.read_text()) if store.exists() else {}
     known = decisions.get(key)
-    if known is None:
-        onnx_pred = build("onnx")
-        known = {"torch": timer(torch_pred), "onnx": timer(onnx_pred), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    built = {"torch": torch_pred}
+    if known is None:  # the trial: time both, keep the decision
+        built["onnx"] = build("onnx")
+        known = {"torch": timer(torch_pred), "onnx": timer(built["onnx"]), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         decisions[key] = known
         store.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(store, json.dumps(decisions, indent=1))
-        pred = onnx_pred if known["onnx"] < known["torch"] else torch_pred
-        del onnx_pred  # the loser's session or weights go now, not with the next collection
-        gc.collect()
-    else:
-        pred = build("onnx") if known["onnx"] < known["torch"] else torch_pred
     name = "onnx" if known["onnx"] < known["torch"] else "torch"
+    pred = built[name] if name in built else build(name)
+    built.clear()  # the loser's session or weights go now, not with the next collection
+    gc.collect()
     precision = "fp32" if torch_pred.precision == "32" else torch_pred.precision
     reason = (f"auto: {name} (network {1e3 * known['onnx']:.1f} ms/frame in ONNX Runtime fp32 against "
               f"{1e3 * known['torch']:.1f} in torch {precision} on {_cpu_model()}, {torch.get_num_threads()} "
