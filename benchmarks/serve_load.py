@@ -128,7 +128,7 @@ def predictor_rate(model: str, precision: str, frames: list[bytes], seconds: flo
     from polypseg.inference import Predictor
 
     pred = Predictor.from_checkpoint(model, precision=precision)
-    decoded = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy() for f in frames]
+    decoded = [decode_jpeg(f) for f in frames]
     out: dict[str, float] = {}
 
     def measure() -> None:
@@ -139,8 +139,8 @@ def predictor_rate(model: str, precision: str, frames: list[bytes], seconds: flo
                 k = n % len(frames)
                 img = decoded[k]
                 if decode:
-                    img = cv2.imdecode(np.frombuffer(frames[k], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
-                next(pred.predict_mask([np.ascontiguousarray(img)]))
+                    img = decode_jpeg(frames[k])
+                next(pred.predict_mask([img]))
                 n += 1
             out[f"{name}_fps"] = n / (time.perf_counter() - t0)
         pred.batch_size = batch

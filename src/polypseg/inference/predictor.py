@@ -135,6 +135,7 @@ class Predictor:
     @classmethod
     def _onnx_file(cls, path: Path, backend: str, threshold: float | None, **kwargs: object) -> Predictor:
         from polypseg.inference.backends import BackendChoice
+        from polypseg.inference.export import is_int8
 
         if backend == "torch":
             raise InputError(
@@ -142,7 +143,7 @@ class Predictor:
                 "it was exported from"
             )
         pred = cls._from_onnx(path, threshold, **kwargs)
-        int8 = "quantization" in pred.meta
+        int8 = is_int8(pred.meta)
         if backend == "onnx-int8" and not int8:
             raise InputError(
                 f"{path} is an fp32 ONNX model, not int8: make one with 'polypseg export MODEL --int8 --calibrate "
