@@ -24,7 +24,17 @@ import shlex
 import sys
 from pathlib import Path
 
-from generalise import RESULTS, ROOT, RUNS, SHARED, cpu_model, has_bf16, replace_section, run_one
+from generalise import (
+    RESULTS,
+    ROOT,
+    SHARED,
+    cpu_model,
+    has_bf16,
+    replace_section,
+    run_folder,
+    run_one,
+    shared_cpu_note,
+)
 
 from polypseg.errors import InputError
 from polypseg.evaluation.compare import compare
@@ -57,13 +67,6 @@ def run_candidate(name: str, minutes: float, seed: int) -> dict:
     command = f"python benchmarks/budget.py --minutes {minutes:g} --candidates {name} --seed {seed}"
     tag = "ref" if name == "strong" else name
     return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=tag, command=command)
-
-
-def run_folder(result: dict) -> Path:
-    """The run folder of a budget result (generalise.run_one's naming)."""
-    tag = f"+{result['tag']}" if result.get("tag") else ""
-    return RUNS / (f"{result['experiment']}-{result['recipe']}{tag}-{result['size']}px-s{result['seed']}-"
-                   f"{result['budget_minutes']:g}min")  # fmt: skip
 
 
 def paired_val(base: dict, result: dict) -> str:
@@ -118,7 +121,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
             lines.append(f"| {'strong' if r is base else r['tag']} | {change} | {r['size']} | {r['epochs_done']} | "
                          f"{r['validation']['mDice']:.4f} | {dv} | {ext.get('kvasir', float('nan')):.4f} | "
                          f"{ext.get('clinicdb', float('nan')):.4f} | {mean:.4f} | {de} |")  # fmt: skip
-        notes = [f"- {'strong' if r is base else r['tag']}: {r['note']}" for r in rows if r.get("note")]
+        notes = [f"- {'strong' if r is base else r['tag']}: {n}" for r in rows
+                 for n in (r.get("note", ""), shared_cpu_note(r)) if n]  # fmt: skip
         lines += (["", "Notes:", "", *notes] if notes else []) + ["", "Commands:", ""]
         lines += [f"- `{r['command']}`" for r in rows]
     lines += ["", END]

@@ -29,6 +29,7 @@ import argparse
 import csv
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -46,6 +47,45 @@ CENTRES = ("C1", "C2", "C3", "C4", "C5", "C6")
 EXPERIMENTS = ("polypgen", "kvasir+clinicdb", *(f"loco-{c}" for c in CENTRES))
 START, END = "<!-- generalise:start -->", "<!-- generalise:end -->"
 NOTE = [""]  # --note, stored with each result written in this call
+SHARED_CPU_RATIO = 1.5  # an epoch this many times slower than the run's median one: other load on the CPU
+
+
+def epoch_seconds(rows: list[dict]) -> dict:
+    """Median and slowest epoch (seconds, ``metrics.csv``'s ``seconds``) of a run's full epochs; the last row
+    is left out when it is shorter than the median (an epoch cut by the budget)."""
+    secs = [r["seconds"] for r in rows if "seconds" in r]
+    if not secs:
+        return {}
+    median = statistics.median(secs)
+    full = secs[:-1] if len(secs) > 1 and secs[-1] < median else secs
+    return {"median": round(median, 2), "max": round(max(full), 2), "epochs": len(secs)}
+
+
+def shared_cpu_note(result: dict) -> str:
+    """A sentence for the table's notes when one of the run's epochs took ``SHARED_CPU_RATIO`` times its
+    median (so other load shared the 2 cores and the run trained fewer epochs than a quiet machine
+    would); empty otherwise, or when the result predates the measurement and its run folder is gone."""
+    spread = result.get("epoch_seconds")
+    if spread is None:
+        run = run_folder(result)
+        spread = epoch_seconds(read_metrics(run)) if (run / "metrics.csv").exists() else {}
+    if not spread or spread["max"] < SHARED_CPU_RATIO * spread["median"]:
+        return ""
+    return (
+        f"its slowest epoch took {spread['max']:.0f} s against a median of {spread['median']:.0f} s "
+        f"({spread['max'] / spread['median']:.1f}x): the CPU was shared during part of the run"
+    )
+
+
+def run_name(exp: str, recipe_name: str, minutes: float, size: int, seed: int, tag: str = "") -> str:
+    """The run folder's and result file's name of one experiment."""
+    return f"{exp}-{recipe_name}{'+' + tag if tag else ''}-{size}px-s{seed}-{minutes:g}min"
+
+
+def run_folder(result: dict) -> Path:
+    """The run folder of a stored result."""
+    return RUNS / run_name(result["experiment"], result["recipe"], result["budget_minutes"], result["size"],
+                           result["seed"], result.get("tag", ""))  # fmt: skip
 
 
 def cpu_model() -> str:
@@ -118,7 +158,7 @@ def run_one(
     """Train (or resume) one experiment and score it; ``extra`` recipe overrides (named by ``tag`` in the
     result and run names, e.g. ``base24``) go on top of the experiment's own; ``command`` replaces the
     stored command line (for drivers such as budget.py)."""
-    name = f"{exp}-{recipe_name}{'+' + tag if tag else ''}-{size}px-s{seed}-{minutes:g}min"
+    name = run_name(exp, recipe_name, minutes, size, seed, tag)
     out_json = RESULTS / f"generalise-{name}.json"
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
@@ -144,6 +184,7 @@ def run_one(
         "budget_minutes": minutes,
         "cpu": cpu_model(), "bf16_units": has_bf16(), "threads": env.get("torch_threads"),
         "precision_used": env.get("precision"), "epochs_done": len(rows), "train_seconds_this_call": train_s,
+        "epoch_seconds": epoch_seconds(rows),
         "threshold": sweep.best, "train_data": data,
         "validation": {"n": val["metrics"]["n_images"], "mDice": val["metrics"]["mean"]["dice"],
                        "mIoU": val["metrics"]["mean"]["iou"]},
@@ -191,7 +232,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
                     if k == 0 else "| | | | | | | ")  # fmt: skip
             lines.append(lead + f"| {row['set']} | {int(row['images'])} | {row['mDice']:.4f} | {row['mIoU']:.4f} | "
                          f"{row['wF']:.4f} | {row['S']:.4f} | {row['mean E']:.4f} | {row['MAE']:.4f} |")  # fmt: skip
-    notes = [f"- {r['experiment']} ({r['budget_minutes']:g} min): {r['note']}" for r in results if r.get("note")]
+    notes = [f"- {r['experiment']} ({r['budget_minutes']:g} min): {n}" for r in results
+             for n in (r.get("note", ""), shared_cpu_note(r)) if n]  # fmt: skip
     lines += (["", "Notes:", "", *notes] if notes else []) + ["", "Commands:", ""]
     lines += [f"- `{r['command']}`" for r in results] + ["", END]
     replace_section(path, START, END, lines)
