@@ -14,6 +14,9 @@ Results: ``benchmarks/results/generalise-polypgen-strong+<candidate>-<size>px-s<
 (the reference ``strong`` has the tag ``ref``); ``--table`` (also run at the end) rebuilds
 the budget section of ``docs/results.md``: per budget and CPU, each candidate's epochs, validation
 mDice, external mDice per set and their mean, and the differences from ``strong``.
+
+Test-time candidates (``tta``, ``realtime-tta``) train nothing: they copy a trained candidate's run folder
+(trained first if missing) and score it with flip test-time augmentation, the threshold tuned with TTA.
 """
 
 from __future__ import annotations
@@ -59,12 +62,21 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
     "realtime": (256, {"model.args.stem_stride": 2}),
     "realtime-base24": (256, {"model.args.stem_stride": 2, "model.args.base": 24}),
 }
+# test-time candidates: name -> the trained candidate whose weights they reuse, scored with flip TTA
+# (threshold tuned with TTA on the same validation images); no training of their own
+TEST_TIME: dict[str, str] = {"tta": "strong", "realtime-tta": "realtime"}
 
 
 def run_candidate(name: str, minutes: float, seed: int) -> dict:
-    """Train and score one candidate (the reference ``strong`` is stored with the tag ``ref``)."""
-    size, extra = CANDIDATES[name]
+    """Train and score one candidate (the reference ``strong`` is stored with the tag ``ref``); a test-time
+    candidate first makes sure the candidate it reuses is trained."""
     command = f"python benchmarks/budget.py --minutes {minutes:g} --candidates {name} --seed {seed}"
+    if name in TEST_TIME:
+        trained = run_candidate(TEST_TIME[name], minutes, seed)
+        size, extra = CANDIDATES[TEST_TIME[name]]
+        return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=name, command=command, tta=True,
+                       weights_from=run_folder(trained))  # fmt: skip
+    size, extra = CANDIDATES[name]
     tag = "ref" if name == "strong" else name
     return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=tag, command=command)
 
@@ -98,7 +110,9 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "(the run's own training time on 2 cores), its best validation epoch kept and its threshold tuned "
         "on PolypGen val (140 frames); Kvasir-SEG (900) and CVC-ClinicDB (550) are scored whole at original "
         "resolution. Differences are against `strong` in the same table (same budget, CPU, seed); Δ val is paired "
-        "over the 140 validation images (bootstrap interval, sign-flip permutation p; `polypseg compare`).",
+        "over the 140 validation images (bootstrap interval, sign-flip permutation p; `polypseg compare`). "
+        "A test-time candidate (flip TTA) reuses a trained candidate's weights, its threshold tuned again with "
+        "TTA on the same validation images; its epochs are those of the weights it reuses.",
     ]
     for (minutes, cpu, bf16), rows in sorted(groups.items()):
         base = next((r for r in rows if r.get("tag") == "ref"), None)
@@ -116,6 +130,10 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
             dv = paired_val(base, r) if base and r is not base else ""
             de = f"{mean - _mean_external(base):+.4f}" if base and r is not base else ""
             changes = [f"{k}={v}" for k, v in r.get("overrides", {}).items()]
+            if r.get("weights_from"):
+                source = next((x for x in rows if run_folder(x).name == r["weights_from"]), None)
+                name = "?" if source is None else "strong" if source is base else source["tag"]
+                changes.append(f"flip TTA at test time ({name}'s weights)")
             changes += [f"data.size={r['size']}"] if r["size"] != BASE_SIZE else []
             change = ", ".join(changes) or "—"
             lines.append(f"| {'strong' if r is base else r['tag']} | {change} | {r['size']} | {r['epochs_done']} | "
@@ -132,7 +150,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    ap.add_argument("--candidates", nargs="+", default=[*CANDIDATES, *TEST_TIME], choices=[*CANDIDATES, *TEST_TIME])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--note", default="", help="a remark stored with each new result (e.g. other load on the CPU)")
     ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")

@@ -29,6 +29,7 @@ import argparse
 import csv
 import json
 import platform
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -154,10 +155,14 @@ def run_one(
     extra: dict | None = None,
     tag: str = "",
     command: str = "",
+    tta: bool = False,
+    weights_from: Path | None = None,
 ) -> dict:
     """Train (or resume) one experiment and score it; ``extra`` recipe overrides (named by ``tag`` in the
     result and run names, e.g. ``base24``) go on top of the experiment's own; ``command`` replaces the
-    stored command line (for drivers such as budget.py)."""
+    stored command line (for drivers such as budget.py). ``tta``: tune the threshold and score with flip
+    test-time augmentation. ``weights_from``: a finished run folder whose training is reused (copied,
+    without its evaluations) instead of training: a test-time-only candidate."""
     name = run_name(exp, recipe_name, minutes, size, seed, tag)
     out_json = RESULTS / f"generalise-{name}.json"
     if out_json.exists():
@@ -167,16 +172,20 @@ def run_one(
     overrides = {**overrides, **(extra or {})}
     run = RUNS / name
     t0 = time.perf_counter()
-    if (run / "checkpoints" / "last.ckpt").exists():
+    if weights_from is not None:
+        if not (run / "checkpoints" / "best.ckpt").exists():
+            shutil.rmtree(run, ignore_errors=True)  # a copy cut short is made again
+            shutil.copytree(weights_from, run, ignore=shutil.ignore_patterns("eval", "threshold.json", "*.lock"))
+    elif (run / "checkpoints" / "last.ckpt").exists():
         print(f"resume {run} (budget {minutes:g} min in all)")
         fit(None, [], run, resume=True, max_minutes=minutes, progress=False)
     else:
         recipe = load_recipe(recipe_name, {"seed": seed, "data.size": size, "data.test_fraction": 0.0, **overrides})
         fit(recipe, data, run, max_minutes=minutes, progress=False)
     train_s = time.perf_counter() - t0
-    sweep = tune_threshold(run)  # on the run's validation images only
-    val = evaluate(run, split="val", out_dir=run / "eval" / "val").summary
-    res = evaluate_sets(run, external, run / "eval" / "external")
+    sweep = tune_threshold(run, tta=tta)  # on the run's validation images only
+    val = evaluate(run, split="val", out_dir=run / "eval" / "val", tta=tta).summary
+    res = evaluate_sets(run, external, run / "eval" / "external", tta=tta)
     rows = read_metrics(run)
     env = json.loads((run / "env.json").read_text())
     result = {
@@ -185,7 +194,8 @@ def run_one(
         "cpu": cpu_model(), "bf16_units": has_bf16(), "threads": env.get("torch_threads"),
         "precision_used": env.get("precision"), "epochs_done": len(rows), "train_seconds_this_call": train_s,
         "epoch_seconds": epoch_seconds(rows),
-        "threshold": sweep.best, "train_data": data,
+        "threshold": sweep.best, "tta": tta, "train_data": data,
+        **({"weights_from": weights_from.name} if weights_from is not None else {}),
         "validation": {"n": val["metrics"]["n_images"], "mDice": val["metrics"]["mean"]["dice"],
                        "mIoU": val["metrics"]["mean"]["iou"]},
         "external": res.rows,
