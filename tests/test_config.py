@@ -103,3 +103,45 @@ def test_schedules() -> None:
     assert lr_factor(cos, 20, 10) == pytest.approx(1.0)  # warm-up done
     assert lr_factor(cos, 70, 10) == pytest.approx(0.5)  # cosine midpoint (epoch 7 of 2..12)
     assert lr_factor(cos, 120, 10) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_recipe_file_can_extend_a_builtin_and_changes_only_what_it_names(tmp_path: Path) -> None:
+    child = tmp_path / "faster.yaml"
+    child.write_text("extends: strong\nname: faster\noptimizer: {lr: 0.003}\nmodel:\n  args: {base: 24}\n")
+    got, want = load_recipe(child).model_dump(), load_recipe("strong").model_dump()
+    assert got["name"] == "faster" and got["description"] == ""  # neither is inherited
+    assert got["optimizer"] == {**want["optimizer"], "lr": 0.003}  # the section is merged, not replaced
+    assert got["model"]["args"] == {**want["model"]["args"], "base": 24}
+    assert {k for k in want if got[k] != want[k]} == {"name", "description", "optimizer", "model"}
+
+
+def test_extends_chains_resolve_relative_paths_and_overrides_apply_last(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "parent.yaml").write_text("extends: seed\nepochs: 7\ndata: {size: 128}\n")
+    (tmp_path / "child.yaml").write_text("extends: sub/parent.yaml\nname: child\ndata: {batch_size: 4}\n")
+    r = load_recipe(tmp_path / "child.yaml", {"epochs": 3})
+    assert (r.epochs, r.data.size, r.data.batch_size, r.model.args["base"]) == (3, 128, 4, 64)
+
+
+def test_an_extends_cycle_and_an_unknown_parent_are_refused_with_the_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(RecipeError, match=r"circle .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_recipe(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: stronk\n")
+    with pytest.raises(RecipeError, match="unknown recipe 'stronk'"):
+        load_recipe(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: [strong, seed]\n")
+    with pytest.raises(RecipeError, match="extends must name one recipe"):
+        load_recipe(tmp_path / "d.yaml")
+
+
+def test_builtin_recipes_are_written_as_changes_to_the_one_they_extend() -> None:
+    # each rule has one home: a builtin that only changes another names it instead of repeating it
+    from importlib import resources
+
+    import yaml
+
+    folder = resources.files("polypseg") / "recipes"
+    parents = {n: yaml.safe_load((folder / f"{n}.yaml").read_text()).get("extends") for n in builtin_recipes()}
+    assert (parents["seed16"], parents["strong"], parents["realtime"]) == ("seed", "seed16", "strong")

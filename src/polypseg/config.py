@@ -235,26 +235,52 @@ def _error_line(err: Any) -> str:
 def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Load a built-in recipe by name or a YAML file by path, apply dotted overrides, validate.
 
-    ``overrides`` maps dotted keys to values, e.g. ``{"epochs": 5, "data.size": 128}``.
+    ``overrides`` maps dotted keys to values, e.g. ``{"epochs": 5, "data.size": 128}``. A recipe may start
+    from another with ``extends: NAME_OR_PATH`` (a built-in name, or a YAML path relative to the file that
+    names it): the parent's keys are merged section by section under the child's, and the parent's
+    ``name`` and ``description`` are not inherited.
 
     Raises:
-        RecipeError: unknown name, unreadable YAML, or a validation failure (listing each field).
+        RecipeError: unknown name, unreadable YAML, an ``extends`` cycle, or a validation failure (listing
+            each field).
     """
+    text_source = str(name_or_path)
+    raw = _raw_recipe(name_or_path, ())
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(raw, key, value, text_source)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_error_line(e) for e in exc.errors()]
+        raise RecipeError(f"recipe {text_source} is not valid:\n" + "\n".join(lines)) from None
+
+
+def _read_recipe_text(name_or_path: str | Path) -> tuple[str, str]:
+    """(YAML text, where it came from: the resolved file path or ``builtin:NAME``) of a recipe."""
     text_source = str(name_or_path)
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise RecipeError(f"recipe file {path} does not exist")
         try:
-            text = path.read_text(encoding="utf-8")
+            return path.read_text(encoding="utf-8"), str(path.resolve())
         except UnicodeDecodeError:
             raise RecipeError(f"recipe file {path} is not a text (UTF-8) YAML file; give a recipe YAML") from None
-    else:
-        if text_source not in builtin_recipes():
-            raise RecipeError(
-                f"unknown recipe {text_source!r}: give a YAML file path or one of {', '.join(builtin_recipes())}"
-            )
-        text = (resources.files("polypseg") / "recipes" / f"{text_source}.yaml").read_text()
+    if text_source not in builtin_recipes():
+        raise RecipeError(
+            f"unknown recipe {text_source!r}: give a YAML file path or one of {', '.join(builtin_recipes())}"
+        )
+    return (resources.files("polypseg") / "recipes" / f"{text_source}.yaml").read_text(), f"builtin:{text_source}"
+
+
+def _raw_recipe(name_or_path: str | Path, chain: tuple[str, ...]) -> dict[str, Any]:
+    """The recipe's mapping with its ``extends`` parents merged in; ``chain``: the recipes that extend it."""
+    text_source = str(name_or_path)
+    text, origin = _read_recipe_text(name_or_path)
+    if origin in chain:
+        loop = " -> ".join((*chain, origin))
+        raise RecipeError(f"recipe {text_source}: 'extends' goes round in a circle ({loop}); remove one of them")
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -264,14 +290,25 @@ def load_recipe(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
             f"recipe {text_source}: expected a mapping at the top level, found a {type(raw).__name__}; write it "
             "as 'key: value' lines (e.g. 'epochs: 10'), as the built-in recipes are (polypseg/recipes/*.yaml)"
         )
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(raw, key, value, text_source)
-    try:
-        return Recipe.model_validate(raw)
-    except ValidationError as exc:
-        lines = [_error_line(e) for e in exc.errors()]
-        raise RecipeError(f"recipe {text_source} is not valid:\n" + "\n".join(lines)) from None
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise RecipeError(f"recipe {text_source}: extends must name one recipe (a built-in name or a YAML path)")
+    if not origin.startswith("builtin:") and (parent.endswith((".yaml", ".yml")) or "/" in parent):
+        parent = str(Path(origin).parent / parent)  # relative to the file that names it
+    base = _raw_recipe(parent, (*chain, origin))
+    base.pop("name", None)
+    base.pop("description", None)
+    return _merge(base, raw)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, mapping by mapping (lists and values are replaced whole)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def dump_recipe(recipe: Recipe) -> str:
