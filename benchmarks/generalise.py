@@ -34,6 +34,8 @@ import statistics
 import time
 from pathlib import Path
 
+import yaml
+
 from polypseg.config import load_recipe
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.evaluation.sets import evaluate_sets
@@ -52,24 +54,33 @@ SHARED_CPU_RATIO = 1.5  # an epoch this many times slower than the run's median 
 
 
 def epoch_seconds(rows: list[dict]) -> dict:
-    """Median and slowest epoch (seconds, ``metrics.csv``'s ``seconds``) of a run's full epochs; the last row
-    is left out when it is shorter than the median (an epoch cut by the budget)."""
-    secs = [r["seconds"] for r in rows if "seconds" in r]
-    if not secs:
+    """The slowest full epoch and the median of the epochs at its training scale (seconds: ``metrics.csv``'s
+    ``seconds``, grouped by ``train_scale``, so progressive resizing's small phases are not a slowdown); the
+    last row is left out when it is shorter than its group's median (an epoch cut by the budget)."""
+    timed = [r for r in rows if "seconds" in r]
+    if not timed:
         return {}
-    median = statistics.median(secs)
-    full = secs[:-1] if len(secs) > 1 and secs[-1] < median else secs
-    return {"median": round(median, 2), "max": round(max(full), 2), "epochs": len(secs)}
+    groups: dict[float | None, list[float]] = {}
+    for k, r in enumerate(timed):
+        secs = groups.setdefault(r.get("train_scale"), [])
+        if k < len(timed) - 1 or not secs or r["seconds"] >= statistics.median(secs):
+            secs.append(r["seconds"])
+    scale, secs = max(groups.items(), key=lambda g: max(g[1]) / statistics.median(g[1]))
+    out = {"median": round(statistics.median(secs), 2), "max": round(max(secs), 2), "epochs": len(timed)}
+    return {**out, "train_scale": scale} if scale is not None else out
 
 
 def shared_cpu_note(result: dict) -> str:
-    """A sentence for the table's notes when one of the run's epochs took ``SHARED_CPU_RATIO`` times its
-    median (so other load shared the 2 cores and the run trained fewer epochs than a quiet machine
-    would); empty otherwise, or when the result predates the measurement and its run folder is gone."""
+    """A sentence for the table's notes when one of the run's epochs took ``SHARED_CPU_RATIO`` times the
+    median at its training scale (so other load shared the 2 cores and the run trained fewer epochs than a
+    quiet machine would); empty otherwise, or when it cannot be told: the result predates the measurement
+    and its run folder is gone, or its progressive-resizing run predates ``train_scale`` in ``metrics.csv``."""
     spread = result.get("epoch_seconds")
     if spread is None:
         run = run_folder(result)
-        spread = epoch_seconds(read_metrics(run)) if (run / "metrics.csv").exists() else {}
+        rows = read_metrics(run) if (run / "metrics.csv").exists() else []
+        progressive = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("progressive") if rows else None
+        spread = {} if progressive and "train_scale" not in rows[0] else epoch_seconds(rows)
     if not spread or spread["max"] < SHARED_CPU_RATIO * spread["median"]:
         return ""
     return (

@@ -63,6 +63,17 @@ def test_progressive_resizing_phases_follow_the_epochs_or_the_budget(monkeypatch
     assert unbudgeted.rescale_batch(x, y)[0] is x
 
 
+def test_metrics_csv_records_each_epochs_training_scale(tmp_path: Path) -> None:
+    from polypseg.training import read_metrics
+
+    over = {"progressive": [0.5, 1.0], "model.args.base": 4, "model.args.depth": 2, "epochs": 4, "data.size": 64}
+    fit(load_recipe("quick", over), ["synthetic:n=12,size=64,seed=2"], tmp_path / "prog", progress=False)
+    assert [r["train_scale"] for r in read_metrics(tmp_path / "prog")] == [0.5, 0.5, 1.0, 1.0]
+    over = {**over, "progressive": [], "multiscale": [0.75, 1.25], "epochs": 1}
+    fit(load_recipe("quick", over), ["synthetic:n=12,size=64,seed=2"], tmp_path / "multi", progress=False)
+    assert "train_scale" not in read_metrics(tmp_path / "multi")[0]  # the factor changes batch by batch
+
+
 @pytest.mark.parametrize(
     ("factors", "message"),
     [

@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Columns of ``metrics.csv``: validation at the training size (``evaluate`` scores at original size);
-#: ``seconds`` is the epoch's wall-clock training + validation time.
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "lr", "seconds")
+#: ``train_scale`` is the epoch's training-size factor (progressive resizing's phase; 1 without one; empty
+#: with multi-scale training, whose factor changes batch by batch); ``seconds`` is the epoch's wall-clock
+#: training + validation time.
+METRIC_COLUMNS = (
+    "epoch", "train_loss", "val_loss", "val_dice", "val_iou", "val_images", "train_scale", "lr", "seconds",
+)  # fmt: skip
 
 
 #: A file ``polypseg demo`` writes into its run folder: only a folder holding it is removed by a later demo.

@@ -166,6 +166,8 @@ class SegModule(pl.LightningModule):
             "val_images": int(s["val_n"]),
             "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
         }
+        if not self.recipe.multiscale:
+            rec["train_scale"] = self._phase_factor if self.recipe.progressive else 1.0
         self.epoch_record = rec
         self.log("val_dice", rec["val_dice"], prog_bar=True, sync_dist=False)
         self.log("val_loss", rec["val_loss"], prog_bar=True, sync_dist=False)
