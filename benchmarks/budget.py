@@ -61,6 +61,8 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
     # the real-time candidates (issue 17: 256 px, compared with size256): strided stem, a quarter of the FLOPs
     "realtime": (256, {"model.args.stem_stride": 2}),
     "realtime-base24": (256, {"model.args.stem_stride": 2, "model.args.base": 24}),
+    # combinations of the 20-minute winners on validation (progressive) and on both (realtime)
+    "realtime-progressive": (256, {"model.args.stem_stride": 2, "progressive": [0.5, 0.75, 1.0]}),
 }
 # test-time candidates: name -> the trained candidate whose weights they reuse, scored with flip TTA
 # (threshold tuned with TTA on the same validation images); no training of their own

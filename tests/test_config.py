@@ -145,3 +145,8 @@ def test_builtin_recipes_are_written_as_changes_to_the_one_they_extend() -> None
     folder = resources.files("polypseg") / "recipes"
     parents = {n: yaml.safe_load((folder / f"{n}.yaml").read_text()).get("extends") for n in builtin_recipes()}
     assert (parents["seed16"], parents["strong"], parents["realtime"]) == ("seed", "seed16", "strong")
+
+
+def test_cpu_20min_is_the_realtime_recipe_under_its_budgets_name() -> None:
+    realtime, cpu20 = load_recipe("realtime").model_dump(), load_recipe("cpu-20min").model_dump()
+    assert {k for k in realtime if realtime[k] != cpu20[k]} == {"name", "description"}
