@@ -79,7 +79,8 @@ def shared_cpu_note(result: dict) -> str:
     if spread is None:
         run = run_folder(result)
         rows = read_metrics(run) if (run / "metrics.csv").exists() else []
-        progressive = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("progressive") if rows else None
+        frozen = yaml.safe_load((run / "config.yaml").read_text()) or {} if rows else {}
+        progressive = frozen.get("recipe", {}).get("progressive")  # config.yaml: the recipe under "recipe"
         spread = {} if progressive and "train_scale" not in rows[0] else epoch_seconds(rows)
     if not spread or spread["max"] < SHARED_CPU_RATIO * spread["median"]:
         return ""

@@ -34,11 +34,11 @@ def test_an_old_result_without_the_measurement_reads_its_run_folder(tmp_path, mo
     run = tmp_path / "polypgen-strong+x-192px-s0-20min"
     run.mkdir()
     (run / "metrics.csv").write_text("epoch,seconds\n0,20\n1,20\n2,50\n3,20\n")
-    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "config.yaml").write_text("recipe:\n  seed: 0\nmax_minutes: 20\n")
     assert "(2.5x)" in generalise.shared_cpu_note(result)
     assert generalise.shared_cpu_note({**result, "tag": "gone"}) == ""
     # a progressive-resizing run from before metrics.csv had train_scale: its phases cannot be told apart
-    (run / "config.yaml").write_text("seed: 0\nprogressive: [0.5, 1.0]\n")
+    (run / "config.yaml").write_text("recipe:\n  progressive: [0.5, 1.0]\nmax_minutes: 20\n")
     assert generalise.shared_cpu_note(result) == ""
 
 
