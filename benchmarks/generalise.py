@@ -50,7 +50,7 @@ CENTRES = ("C1", "C2", "C3", "C4", "C5", "C6")
 EXPERIMENTS = ("polypgen", "kvasir+clinicdb", *(f"loco-{c}" for c in CENTRES))
 START, END = "<!-- generalise:start -->", "<!-- generalise:end -->"
 NOTE = [""]  # --note, stored with each result written in this call
-SHARED_CPU_RATIO = 1.5  # an epoch this many times slower than the run's median one: other load on the CPU
+SHARED_CPU_RATIO = 1.5  # an epoch this many times the median at its training scale: other load on the CPU
 
 
 def epoch_seconds(rows: list[dict]) -> dict:
