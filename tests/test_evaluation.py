@@ -238,3 +238,43 @@ def test_evaluation_scores_at_the_original_size_not_the_training_size(tmp_path: 
         assert float(r["dice"]) == pytest.approx(expected, abs=1e-12)
         assert float(r["dice"]) == pytest.approx(image_metrics(pred, gt)["dice"], abs=1e-12)
     assert any(0 < float(r["dice"]) < 1 for r in rows)
+
+
+TUNED = {"threshold": 0.4, "threshold_source": "tuned on val (9 images, max mean F1)"}
+TUNED_BOTH = {**TUNED, "tta_threshold": 0.3, "tta_threshold_source": "tuned on val (9 images, max mean F1, flip TTA)"}
+LEGACY_TTA = {"threshold": 0.35, "threshold_source": TUNED_BOTH["tta_threshold_source"], "threshold_tta": True}
+
+
+@pytest.mark.parametrize(
+    ("meta", "tta", "value", "says"),
+    [
+        ({}, False, 0.5, "recipe"),
+        ({}, True, 0.5, "recipe"),
+        (TUNED, False, 0.4, "max mean F1)"),
+        (TUNED, True, 0.4, "tunes one for flip TTA"),  # a plain threshold on TTA probabilities: said
+        (TUNED_BOTH, False, 0.4, "max mean F1)"),
+        (TUNED_BOTH, True, 0.3, "flip TTA)"),
+        (LEGACY_TTA, True, 0.35, "flip TTA)"),
+        (LEGACY_TTA, False, 0.35, "tunes a plain one"),  # the older checkpoints: no longer silent
+    ],
+)
+def test_stored_threshold_is_per_tta_mode_and_says_when_it_is_the_other_modes(
+    meta: dict, tta: bool, value: float, says: str
+) -> None:
+    from polypseg.checkpoint import stored_threshold
+
+    got, source = stored_threshold(meta, tta)
+    assert got == pytest.approx(value) and source.endswith(says)
+
+
+def test_a_predictor_switches_threshold_with_its_tta_mode() -> None:
+    from polypseg.inference.predictor import Predictor
+    from polypseg.models import build_model
+
+    pred = Predictor(build_model("unet", base=4, depth=2), 32, (0.5,) * 3, (0.25,) * 3, device="cpu")
+    pred.use_stored_thresholds(TUNED_BOTH)
+    assert (pred.threshold, pred.threshold_source) == (0.4, TUNED["threshold_source"])
+    pred.tta = True
+    assert (pred.threshold, pred.threshold_source) == (0.3, TUNED_BOTH["tta_threshold_source"])
+    pred.threshold = 0.6  # an explicit threshold is both modes'
+    assert pred.thresholds == {False: 0.6, True: 0.6} and pred.threshold_source == "argument"

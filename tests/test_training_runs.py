@@ -161,8 +161,29 @@ def test_tune_tta_is_used_and_recorded(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["tune", str(run), "--tta"])
     assert result.exit_code == 0, result.output
     meta = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["polypseg"]
-    assert meta["threshold_tta"] is True and "flip TTA" in meta["threshold_source"]
-    assert json.loads((run / "threshold.json").read_text())["tta"] is True
+    assert "flip TTA" in meta["tta_threshold_source"]
+    assert json.loads((run / "threshold-tta.json").read_text())["tta"] is True
+
+
+def test_a_tta_threshold_is_used_only_with_tta(tmp_path: Path) -> None:
+    """Defect: 'tune --tta' replaced the checkpoint's threshold, so evaluate / predict WITHOUT --tta then
+    thresholded plain probabilities at the TTA threshold, silently. Now each mode keeps its own threshold
+    (the sweep of each in threshold.json / threshold-tta.json) and each evaluation uses its mode's."""
+    from polypseg.checkpoint import update_checkpoint_meta
+    from polypseg.evaluation import evaluate, tune_threshold
+
+    run = tmp_path / "r"
+    fit(_tiny(epochs=1), [DATA], run, progress=False)
+    plain = 0.123  # a plain threshold no sweep of this run chooses
+    update_checkpoint_meta(run / "checkpoints" / "best.ckpt", threshold=plain, threshold_source="set by the test")
+    with_tta = tune_threshold(run, tta=True).best
+    assert with_tta != pytest.approx(plain)
+    assert json.loads((run / "threshold-tta.json").read_text())["threshold"] == pytest.approx(with_tta)
+    assert not (run / "threshold.json").exists()  # train(tune=False) wrote none; the TTA sweep has its own file
+    s = evaluate(run, split="val", out_dir=tmp_path / "plain").summary
+    assert (s["threshold"], s["threshold_source"]) == (pytest.approx(plain), "set by the test")
+    s = evaluate(run, split="val", out_dir=tmp_path / "tta", tta=True).summary
+    assert s["threshold"] == pytest.approx(with_tta) and s["threshold_source"].endswith("flip TTA)")
 
 
 def test_demo_never_removes_a_folder_it_did_not_make(tmp_path: Path) -> None:

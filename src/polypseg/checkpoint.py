@@ -6,6 +6,7 @@ import io
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def update_checkpoint_meta(path: str | Path, **updates: Any) -> None:
-    """Rewrite fields of a checkpoint's ``polypseg`` metadata (e.g. a tuned threshold), atomically."""
+    """Rewrite fields of a checkpoint's ``polypseg`` metadata (e.g. a tuned threshold), atomically; a
+    field given as None is removed."""
     path = Path(path)
     ckpt = read_torch_file(path)
-    ckpt["polypseg"].update(updates)
+    meta = ckpt["polypseg"]
+    meta.update({k: v for k, v in updates.items() if v is not None})
+    for key in [k for k, v in updates.items() if v is None]:
+        meta.pop(key, None)
     atomic_torch_save(ckpt, path)
+
+
+#: The metadata keys of the stored decision thresholds: one for plain probabilities (``threshold``) and one
+#: tuned on flip-TTA probabilities (``tta_threshold``), each with where it came from. ``threshold_tta: True``
+#: is the older form: ``threshold`` itself was tuned with TTA (read by :func:`stored_threshold`).
+THRESHOLD_KEYS = ("threshold", "threshold_source", "tta_threshold", "tta_threshold_source", "threshold_tta")
+
+
+def stored_threshold(meta: Mapping[str, Any], tta: bool) -> tuple[float, str]:
+    """The threshold a model's metadata holds for plain (``tta`` False) or flip-TTA probabilities, and a
+    line saying where it came from; the line says so when the threshold was tuned for the other mode.
+
+    The TTA threshold is ``tta_threshold`` when ``polypseg tune --tta`` stored one, else the plain one;
+    the plain threshold is ``threshold`` (the recipe's 0.5 until ``polypseg tune``).
+    """
+    value = float(meta.get("threshold", 0.5))
+    source = str(meta.get("threshold_source", "recipe"))
+    legacy_tta = meta.get("threshold_tta") is True  # written before the two thresholds were kept apart
+    if tta:
+        if "tta_threshold" in meta:
+            return float(meta["tta_threshold"]), str(meta.get("tta_threshold_source", "tuned with flip TTA"))
+        if legacy_tta or source == "recipe":
+            return value, source
+        return value, f"{source}; tuned without TTA: 'polypseg tune MODEL --tta' tunes one for flip TTA"
+    if legacy_tta:
+        return value, f"{source}; tuned WITH flip TTA, applied without it: 'polypseg tune MODEL' tunes a plain one"
+    return value, source
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -7,6 +7,7 @@ A run folder (one per training run)::
     env.json               library versions, hardware, command line (each --resume appended)
     metrics.csv            one row per epoch (:data:`METRIC_COLUMNS`)
     threshold.json         the validation threshold sweep and the chosen threshold
+    threshold-tta.json     the same for flip-TTA probabilities (``polypseg tune --tta``)
     checkpoints/last.ckpt  full training state, written atomically after every epoch
     checkpoints/best.ckpt  the epoch with the highest validation Dice
     eval/<name>/           summary.json, per_image.csv, report.html, figures/ of one evaluation
@@ -63,6 +64,10 @@ class RunPaths:
     @property
     def threshold(self) -> Path:
         return self.root / "threshold.json"
+
+    @property
+    def threshold_tta(self) -> Path:
+        return self.root / "threshold-tta.json"
 
     @property
     def checkpoints(self) -> Path:

@@ -122,12 +122,15 @@ def _tune(run: Path, data: list[str] | None = None, beta: float = 1.0, tta: bool
     return tune_threshold(run, data or None, beta, layout, tta=tta)
 
 
+TTA_HELP = "Tune a second threshold, for flip TTA: --tta runs use it, plain runs keep the plain one."
+
+
 @app.command()
 def tune(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
     data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Data (default: the run's).")] = None,
     beta: Annotated[float, typer.Option(help="Maximise mean F-beta (1 = Dice; >1 favours recall).")] = 1.0,
-    tta: Annotated[bool, typer.Option("--tta", help="Tune for flip test-time augmentation (stored with it).")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help=TTA_HELP)] = False,
 ) -> None:
     """Choose the decision threshold on the run's VALIDATION images and store it in the checkpoint."""
     sw = _tune(run, data, beta, tta)

@@ -173,7 +173,7 @@ def evaluate(
         "layout": layout,
         "foreground_labels": labels,
         "threshold": thr,
-        "threshold_source": "argument" if threshold is not None else meta.get("threshold_source", "recipe"),
+        "threshold_source": predictor.threshold_source,
         "tta": tta,
         "backend": {"name": predictor.backend.name, "reason": predictor.backend.reason},
         "metrics": summarise(rows),

@@ -29,12 +29,14 @@ def tune_threshold(
 ) -> ThresholdSweep:
     """Choose the threshold that maximises mean per-image F-beta (Dice for beta 1) on the run's
     **validation** images (never any other image: see :func:`validation_samples`), and store it in the
-    checkpoint (``threshold``, ``threshold_source``, ``threshold_tta``).
+    checkpoint: ``threshold`` / ``threshold_source`` for plain probabilities, or with ``tta``
+    ``tta_threshold`` / ``tta_threshold_source`` (the other mode's threshold is kept: evaluate / predict
+    use the one of their own mode, :func:`polypseg.checkpoint.stored_threshold`).
 
     Args:
         tta: tune the probabilities of flip test-time augmentation (for evaluate / predict ``--tta``).
 
-    Also writes ``RUN/threshold.json`` with the whole sweep.
+    Also writes the whole sweep to ``RUN/threshold.json`` (``RUN/threshold-tta.json`` with ``tta``).
 
     Raises:
         DataError: no run folder, or the data holds none of the run's validation images.
@@ -59,12 +61,20 @@ def _tune(ckpt: Path, run_dir: Path | None, data: Sequence[str] | None, beta: fl
         acc.add(prob, gt)
     sw = acc.result()
     source = f"tuned on val ({len(samples)} images, max mean F{beta:g}{', flip TTA' if tta else ''})"
-    update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source, threshold_tta=tta)
+    meta = predictor.meta
+    if tta:
+        update_checkpoint_meta(ckpt, tta_threshold=sw.best, tta_threshold_source=source)
+    elif meta.get("threshold_tta") is True:  # the older form held a TTA threshold as the plain one: keep it
+        old = {"tta_threshold": meta["threshold"], "tta_threshold_source": meta.get("threshold_source")}
+        update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source, threshold_tta=None, **old)
+    else:
+        update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source)
     if run_dir is not None:
         i = int(np.argmin(np.abs(sw.thresholds - sw.best)))
         j = int(np.argmin(np.abs(sw.thresholds - 0.5)))
+        paths = RunPaths(run_dir)
         atomic_write_text(
-            RunPaths(run_dir).threshold,
+            paths.threshold_tta if tta else paths.threshold,
             json.dumps(
                 {
                     "threshold": sw.best,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from polypseg.atomic import atomic_save
+from polypseg.checkpoint import THRESHOLD_KEYS
 from polypseg.data.errors import DataError
 from polypseg.errors import InputError, MissingExtraError
 from polypseg.preprocess import normalise, resize_image
@@ -82,7 +83,8 @@ def export_onnx(
     size = int(model_meta["preprocess"]["size"])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: model_meta[k] for k in ("model_name", "model_args", "preprocess", "threshold", "threshold_source")}
+    meta = {k: model_meta[k] for k in ("model_name", "model_args", "preprocess")}
+    meta.update({k: model_meta[k] for k in THRESHOLD_KEYS if k in model_meta})  # both modes' thresholds
     meta["source_checkpoint"] = str(source)
     frames: list[np.ndarray] = []
     if int8:

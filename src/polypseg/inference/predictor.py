@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polypseg.checkpoint import stored_threshold
 from polypseg.device import autocast_dtype, resolve_precision
 from polypseg.errors import InputError
 from polypseg.preprocess import normalise, resize_image, resize_probability
@@ -32,7 +33,8 @@ class Predictor:
         model: a model returning logits ``(N, 1, S, S)`` for inputs ``(N, 3, S, S)``.
         size: side length ``S`` the model was trained at (pixels).
         mean, std: per-channel standardisation of images scaled to [0, 1].
-        threshold: probability above which a pixel is foreground.
+        threshold: probability above which a pixel is foreground (with and without TTA; a predictor built
+            by :meth:`from_checkpoint` keeps the model's own threshold per mode, see :attr:`threshold`).
         device: where the model runs.
         tta: average the probabilities of the frame and its horizontal and vertical flips.
         batch_size: frames per forward pass.
@@ -63,13 +65,36 @@ class Predictor:
             raise ValueError("give a model or an ONNX Runtime session")
         self.meta: dict = {}
         self.size, self.mean, self.std = int(size), tuple(mean), tuple(std)
-        self.threshold = float(threshold)
         self.tta, self.batch_size = tta, int(batch_size)
+        #: the threshold and its origin per TTA mode (False: plain probabilities, True: flip TTA)
+        self.thresholds: dict[bool, float] = {False: float(threshold), True: float(threshold)}
+        self.threshold_sources: dict[bool, str] = {False: "argument", True: "argument"}
         self.precision = resolve_precision(precision, self.device) if onnx_session is None else "32"
         from polypseg.inference.backends import BackendChoice
 
         #: what runs the network and why (set by :meth:`from_checkpoint`)
         self.backend = BackendChoice("torch" if onnx_session is None else "onnx", "built directly")
+
+    @property
+    def threshold(self) -> float:
+        """The probability above which a pixel is foreground, for the current :attr:`tta` mode (a model
+        tuned with ``polypseg tune --tta`` holds a threshold per mode); setting it sets both modes."""
+        return self.thresholds[bool(self.tta)]
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.thresholds = {False: float(value), True: float(value)}
+        self.threshold_sources = {False: "argument", True: "argument"}
+
+    @property
+    def threshold_source(self) -> str:
+        """Where :attr:`threshold` came from (``argument``, ``recipe``, or how it was tuned)."""
+        return self.threshold_sources[bool(self.tta)]
+
+    def use_stored_thresholds(self, meta: dict) -> None:
+        """Take the model's own threshold per TTA mode from its metadata (:func:`stored_threshold`)."""
+        for mode in (False, True):
+            self.thresholds[mode], self.threshold_sources[mode] = stored_threshold(meta, mode)
 
     @classmethod
     def from_checkpoint(
@@ -127,9 +152,11 @@ class Predictor:
             return cls._from_onnx(onnx_path, threshold, **kwargs)
         model, meta = load_model(path)
         pre = meta["preprocess"]
-        thr = meta.get("threshold", 0.5) if threshold is None else threshold
+        thr = 0.5 if threshold is None else threshold
         pred = cls(model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)
         pred.meta = meta
+        if threshold is None:
+            pred.use_stored_thresholds(meta)
         return pred
 
     @classmethod
@@ -161,12 +188,14 @@ class Predictor:
         session = ort_session(path)
         meta = read_onnx_meta(path)
         pre = meta["preprocess"]
-        thr = meta.get("threshold", 0.5) if threshold is None else threshold
         kwargs.pop("device", None)
         kwargs.pop("precision", None)  # the exported graph is fp32 (or int8)
+        thr = 0.5 if threshold is None else threshold
         pred = cls(None, pre["size"], pre["mean"], pre["std"], threshold=thr, device="cpu", onnx_session=session,
                    **kwargs)  # type: ignore[arg-type]  # fmt: skip
         pred.meta = meta
+        if threshold is None:
+            pred.use_stored_thresholds(meta)
         return pred
 
     def run_network(self, batch: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from polypseg.checkpoint import resolve_checkpoint, run_dir_of
+from polypseg.checkpoint import resolve_checkpoint, run_dir_of, stored_threshold
 from polypseg.models import build_model
 from polypseg.zoo import find
 
@@ -74,9 +74,9 @@ def model_card(predictor: Any, source: str | Path | None = None) -> dict:
             "parameters": _parameters(predictor, meta),
         },
         "input": {"size": int(predictor.size), "mean": list(predictor.mean), "std": list(predictor.std)},
-        "threshold": float(meta.get("threshold", predictor.threshold)),
-        "threshold_source": meta.get("threshold_source", "recipe"),
-        "threshold_tta": meta.get("threshold_tta"),
+        "threshold": float(predictor.threshold),
+        "threshold_source": getattr(predictor, "threshold_source", meta.get("threshold_source", "recipe")),
+        "thresholds": _thresholds(predictor, meta),
         "recipe": {
             "name": recipe.get("name"),
             "description": recipe.get("description"),
@@ -97,3 +97,17 @@ def model_card(predictor: Any, source: str | Path | None = None) -> dict:
             "backend_reason": getattr(getattr(predictor, "backend", None), "reason", None),
         },
     }
+
+
+def _thresholds(predictor: Any, meta: dict) -> dict[str, dict[str, Any]]:
+    """The threshold per TTA mode (``plain``, ``tta``) as requests get it, with where each came from."""
+    pairs = getattr(predictor, "thresholds", None)
+    sources = getattr(predictor, "threshold_sources", None)
+    out = {}
+    for name, mode in (("plain", False), ("tta", True)):
+        if pairs is not None and sources is not None:
+            value, source = pairs[mode], sources[mode]
+        else:
+            value, source = stored_threshold(meta, mode)
+        out[name] = {"value": float(value), "source": source}
+    return out

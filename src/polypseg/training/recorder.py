@@ -63,6 +63,7 @@ class RunRecorder(pl.Callback):
                 # a new best checkpoint carries the recipe's threshold: a threshold tuned for the old one
                 # no longer applies (``polypseg tune`` tunes the new one)
                 RunPaths(self.run_dir).threshold.unlink(missing_ok=True)
+                RunPaths(self.run_dir).threshold_tta.unlink(missing_ok=True)
             rec["seconds"] = time.perf_counter() - self._t0
             path = RunPaths(self.run_dir).metrics
             _write_metrics(path, [*_read_rows(path), rec])

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from polypseg.checkpoint import THRESHOLD_KEYS
 from polypseg.models import build_model
 
 #: The keys of a checkpoint's ``polypseg`` metadata that a shipped model carries (what inference needs).
-META_KEYS = ("model_name", "model_args", "preprocess", "threshold", "threshold_source", "recipe", "val_dice", "epoch")
+META_KEYS = ("model_name", "model_args", "preprocess", *THRESHOLD_KEYS, "recipe", "val_dice", "epoch")
 
 
 def zoo_root() -> Path:
