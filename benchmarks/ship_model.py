@@ -1,6 +1,6 @@
 """Turn a trained PolypGen run into the model shipped inside polypseg (``src/polypseg/zoo/``).
 
-    python benchmarks/ship_model.py RUN --name polyp-unet16 [--data-root ../shared/data]
+    python benchmarks/ship_model.py RUN --name polyp-unet16 [--data-root ../shared/data] [--tta]
 
 Steps, each printed and recorded in the model card:
 1. tune the threshold on the run's validation images (PolypGen val, 140 frames) and store it in best.ckpt;
@@ -8,7 +8,10 @@ Steps, each printed and recorded in the model card:
    weights against the fp32 checkpoint, same threshold, same images (the card states both);
 3. score the fp16 model on external sets it never saw, whole: Kvasir-SEG (900) and CVC-ClinicDB (550)
    from ``../shared/data/polyp-train`` (they are refused if they share an image with the run's data);
-4. write ``<name>.json`` and ``<name>.md`` (the model card) beside the weights.
+4. with ``--tta``: tune a second threshold on flip-TTA probabilities of the same validation images (stored
+   beside the plain one: ``predict --model NAME --tta`` uses it) and score validation and the external
+   sets with TTA as well (the card's ``figures_tta``);
+5. write ``<name>.json`` and ``<name>.md`` (the model card) beside the weights.
 
 Only PolypGen (CC BY 4.0) may train a shipped model: Kvasir-SEG and CVC-ClinicDB forbid commercial use.
 """
@@ -61,6 +64,53 @@ def scores(summary: dict) -> dict:
     }
 
 
+EXTERNAL = (("Kvasir-SEG", "polyp-train/kvasir"), ("CVC-ClinicDB", "polyp-train/clinicdb"))
+
+
+def describe(model: dict, parameters: int) -> str:
+    """The card's one-line summary from the recipe's ``model`` section and the parameter count."""
+    args = model.get("args", {})
+    names = {"unet": "U-Net", "attention_unet": "Attention U-Net", "resunet": "residual-encoder U-Net"}
+    parts = [f"base {args['base']}" if "base" in args else "", f"depth {args['depth']}" if "depth" in args else ""]
+    if int(args.get("stem_stride", 1)) > 1:
+        parts.append(f"stride-{int(args['stem_stride'])} stem")
+    parts.append(f"{parameters / 1e6:.1f} M parameters")
+    return (
+        f"{names.get(model['name'], model['name'])} ({', '.join(x for x in parts if x)}) for binary polyp "
+        "segmentation in colonoscopy frames, trained from scratch on PolypGen's training frames only."
+    )
+
+
+def score_sets(weights: Path, run: RunPaths, frozen: dict, data_root: Path, tta: bool) -> tuple[dict, dict]:
+    """Validation scores of the shipped fp16 ``weights`` and external-set scores of the run's fp32 checkpoint
+    (through the run folder, so that a set sharing an image with the training data is refused), each at
+    its stored threshold for the mode (``tta``: flip TTA and the TTA threshold)."""
+    suffix = "-tta" if tta else ""
+    val = evaluate(weights, [str(d) for d in frozen["data"]], split="val", tta=tta,
+                   out_dir=run.root / "eval" / f"val-fp16{suffix}").summary  # fmt: skip
+    external = {}
+    for name, folder in EXTERNAL:
+        out = run.root / "eval" / f"external-{name}{suffix}"
+        res = evaluate(run.root, [str(data_root / folder)], tta=tta, out_dir=out)
+        assert res.summary["selection"]["kind"] == "external", res.summary["selection"]
+        external[name] = scores(res.summary)
+        print(f"{name}{' with TTA' if tta else ''}: {external[name]['images']} images, "
+              f"mDice {external[name]['mdice']:.4f}")  # fmt: skip
+    return val, external
+
+
+def figures(val: dict, external: dict) -> dict:
+    """The card's figures: validation and external scores, the mean over sets and the image-weighted mean."""
+    n_ext = sum(e["images"] for e in external.values())
+    return {
+        "validation_mdice": val["metrics"]["mean"]["dice"],
+        "validation": scores(val),
+        "external": external,
+        "external_mean_mdice": sum(e["mdice"] for e in external.values()) / len(external),
+        "external_image_weighted_mdice": sum(e["mdice"] * e["images"] for e in external.values()) / n_ext,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
@@ -68,6 +118,7 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out-dir", type=Path, default=ZOO)
     ap.add_argument("--budget-minutes", type=float, default=None, help="for runs whose config.yaml lacks it")
+    ap.add_argument("--tta", action="store_true", help="also tune a flip-TTA threshold and score with TTA")
     args = ap.parse_args()
     run = RunPaths(args.run)
     frozen = yaml.safe_load(run.config.read_text())
@@ -76,33 +127,28 @@ def main() -> None:
 
     sweep = tune_threshold(run.root)
     print(f"threshold tuned on validation: {sweep.best:.3f}")
+    sweep_tta = tune_threshold(run.root, tta=True) if args.tta else None
+    if sweep_tta is not None:
+        print(f"flip-TTA threshold tuned on validation: {sweep_tta.best:.3f}")
     fp32 = evaluate(run.root, split="val", out_dir=run.root / "eval" / "val-fp32").summary
     weights = zoo.write_shipped_model(run.checkpoint("best"), args.name, {}, args.out_dir, dtype=torch.float16)
     card_path = weights.with_suffix(".json")
-    fp16 = evaluate(weights, [str(d) for d in frozen["data"]], split="val",
-                    out_dir=run.root / "eval" / "val-fp16").summary  # fmt: skip
+    fp16, external = score_sets(weights, run, frozen, args.data_root, tta=False)
     print(f"validation mDice fp32 {fp32['metrics']['mean']['dice']:.4f}, fp16 {fp16['metrics']['mean']['dice']:.4f}")
-    external = {}
-    for name, folder in (("Kvasir-SEG", "polyp-train/kvasir"), ("CVC-ClinicDB", "polyp-train/clinicdb")):
-        res = evaluate(run.root, [str(args.data_root / folder)], out_dir=run.root / "eval" / f"external-{name}")
-        assert res.summary["selection"]["kind"] == "external", res.summary["selection"]
-        external[name] = scores(res.summary)
-        print(f"{name}: {external[name]['images']} images, mDice {external[name]['mdice']:.4f}")
-    n_ext = sum(e["images"] for e in external.values())
     recipe = frozen["recipe"]
+    parameters = sum(
+        t.numel() for t in zoo.state_dict(zoo.ShippedModel(args.name, {}, weights)).values() if t.is_floating_point()
+    )
+    size = recipe["data"]["size"]
+    tuned = "tuned on PolypGen val (max mean Dice, nearest 0.5 within 0.005)"
     card = {
         "name": args.name,
-        "summary": "U-Net (base 16, depth 4, 1.9 M parameters) for binary polyp segmentation in colonoscopy frames, "
-        "trained from scratch on PolypGen's training frames only.",
+        "summary": describe(recipe["model"], parameters),
         "architecture": {
             "model": recipe["model"]["name"],
             "args": recipe["model"]["args"],
-            "parameters": sum(
-                t.numel()
-                for t in zoo.state_dict(zoo.ShippedModel(args.name, {}, weights)).values()
-                if t.is_floating_point()
-            ),
-            "input": f"RGB resized to {recipe['data']['size']} x {recipe['data']['size']}, ImageNet mean/std",
+            "parameters": parameters,
+            "input": f"RGB resized to {size} x {size}, ImageNet mean/std",
             "output": "one logit map; sigmoid > threshold is polyp",
         },
         "training_data": {
@@ -116,34 +162,34 @@ def main() -> None:
             "epochs_trained": len(rows),
             "best_epoch": int(torch.load(run.checkpoint("best"), weights_only=True)["polypseg"]["epoch"]),
             "budget_minutes": frozen.get("max_minutes") or args.budget_minutes,
-            "size": recipe["data"]["size"],
+            "size": size,
             "precision": env.get("precision"),
             "seed": recipe["seed"],
         },
         "compute": {"cpu": cpu_model(), "training_hours": round(sum(r.get("seconds", 0) for r in rows) / 3600, 2)},
-        "threshold": {"value": sweep.best, "source": "tuned on PolypGen val (max mean Dice, nearest 0.5 within 0.005)"},
+        "threshold": {"value": sweep.best, "source": tuned},
         "weights_dtype": "float16",
         "figures": {
-            "validation_mdice": fp16["metrics"]["mean"]["dice"],
-            "validation": scores(fp16),
+            **figures(fp16, external),
             "validation_fp32_mdice": fp32["metrics"]["mean"]["dice"],
             "fp16_minus_fp32_mdice": fp16["metrics"]["mean"]["dice"] - fp32["metrics"]["mean"]["dice"],
-            "external": external,
-            "external_mean_mdice": sum(e["mdice"] for e in external.values()) / len(external),
-            "external_image_weighted_mdice": sum(e["mdice"] * e["images"] for e in external.values()) / n_ext,
-            "protocol": "per image at original resolution, then averaged; external sets scored whole; threshold "
-            "as stored; structure metrics from pysodmetrics",
+            "protocol": "per image at original resolution, then averaged; external sets scored whole (with the "
+            "fp32 checkpoint; validation with the shipped fp16 weights); threshold as stored; structure metrics "
+            "from pysodmetrics",
         },
         "intended_use": "Research and education: trying polypseg on colonoscopy frames, a starting point for "
         "fine-tuning (train --init). Not a medical device; not for diagnosis or any clinical decision.",
         "limits": [
-            "Trained on 984 frames at 192 px from the six centres of one challenge data set; it has not been "
+            f"Trained on 984 frames at {size} px from the six centres of one challenge data set; it has not been "
             "measured on other endoscopes, NBI or video sequences.",
             "External figures are on the public Kvasir-SEG and CVC-ClinicDB training images, not on the held-out "
             "PraNet test sets, which are not available here.",
             "One seed; no calibration of the probabilities beyond the tuned threshold.",
         ],
     }
+    if sweep_tta is not None:
+        card["threshold_tta"] = {"value": sweep_tta.best, "source": tuned + ", flip TTA (use with --tta)"}
+        card["figures_tta"] = figures(*score_sets(weights, run, frozen, args.data_root, tta=True))
     # again with the whole card (the figures need the weights written first); best.ckpt holds the tuned threshold
     zoo.write_shipped_model(run.checkpoint("best"), args.name, card, args.out_dir, dtype=torch.float16)
     card_path.with_suffix(".md").write_text(markdown(json.loads(card_path.read_text())))
@@ -159,7 +205,9 @@ def markdown(card: dict) -> str:
         "## Model", "",
         f"- {a['model']} {a['args']}, {a['parameters']:,} parameters, weights stored as {card['weights_dtype']}",
         f"- input: {a['input']}; output: {a['output']}",
-        f"- threshold {card['threshold']['value']:.3f}: {card['threshold']['source']}", "",
+        f"- threshold {card['threshold']['value']:.3f}: {card['threshold']['source']}",
+        *([f"- flip-TTA threshold {card['threshold_tta']['value']:.3f}: {card['threshold_tta']['source']}"]
+          if "threshold_tta" in card else []), "",
         "## Training", "",
         f"- data: {t['name']}; validation: {t['validation']}",
         f"- licence: {t['licence']}. Attribution: {t['attribution']}",
@@ -170,20 +218,37 @@ def markdown(card: dict) -> str:
         "| set | images | mDice [95 % CI] | mIoU | weighted F | S-measure | mean E | MAE |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]  # fmt: skip
-    for name, s in [("PolypGen val (validation)", f["validation"]), *f["external"].items()]:
-        ci = s["mdice_ci95"]
-        lines.append(
-            f"| {name} | {s['images']} | {s['mdice']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {s['miou']:.3f} | "
-            f"{s['weighted_f']:.3f} | {s['s_measure']:.3f} | {s['mean_e']:.3f} | {s['mae']:.3f} |"
-        )
+    lines += figure_rows(f)
     lines += [
         "",
         f"External sets, mean over sets: mDice {f['external_mean_mdice']:.3f}; image-weighted: "
         f"{f['external_image_weighted_mdice']:.3f}. fp16 weights against the fp32 checkpoint on validation: "
         f"{f['fp16_minus_fp32_mdice']:+.4f} mDice.",
-        "", "## Known limits", "", *[f"- {x}" for x in card["limits"]], "",
-    ]  # fmt: skip
+    ]
+    if "figures_tta" in card:
+        g, t = card["figures_tta"], card["threshold_tta"]
+        lines += [
+            "", f"With flip TTA (`--tta`; threshold {t['value']:.3f}, {t['source']}):", "",
+            "| set | images | mDice [95 % CI] | mIoU | weighted F | S-measure | mean E | MAE |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            *figure_rows(g), "",
+            f"External sets with TTA, mean over sets: mDice {g['external_mean_mdice']:.3f}; image-weighted: "
+            f"{g['external_image_weighted_mdice']:.3f}.",
+        ]  # fmt: skip
+    lines += ["", "## Known limits", "", *[f"- {x}" for x in card["limits"]], ""]
     return "\n".join(lines)
+
+
+def figure_rows(f: dict) -> list[str]:
+    """Table rows: validation, then each external set."""
+    rows = []
+    for name, s in [("PolypGen val (validation)", f["validation"]), *f["external"].items()]:
+        ci = s["mdice_ci95"]
+        rows.append(
+            f"| {name} | {s['images']} | {s['mdice']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] | {s['miou']:.3f} | "
+            f"{s['weighted_f']:.3f} | {s['s_measure']:.3f} | {s['mean_e']:.3f} | {s['mae']:.3f} |"
+        )
+    return rows
 
 
 if __name__ == "__main__":
