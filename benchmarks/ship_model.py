@@ -124,6 +124,9 @@ def main() -> None:
     frozen = yaml.safe_load(run.config.read_text())
     rows = read_metrics(run.root)
     env = json.loads(run.env.read_text())
+    budget = frozen.get("max_minutes") or args.budget_minutes
+    if budget is None:  # checked before any work: the card states the budget
+        raise SystemExit(f"{run.config} has no max_minutes: give the run's budget with --budget-minutes")
 
     sweep = tune_threshold(run.root)
     print(f"threshold tuned on validation: {sweep.best:.3f}")
@@ -161,7 +164,7 @@ def main() -> None:
             "name": recipe["name"],
             "epochs_trained": len(rows),
             "best_epoch": int(torch.load(run.checkpoint("best"), weights_only=True)["polypseg"]["epoch"]),
-            "budget_minutes": frozen.get("max_minutes") or args.budget_minutes,
+            "budget_minutes": budget,
             "size": size,
             "precision": env.get("precision"),
             "seed": recipe["seed"],
