@@ -50,3 +50,53 @@ def test_progressive_phases_are_compared_within_their_own_training_scale():
     spread = generalise.epoch_seconds(phases)
     assert spread == {"median": 10.0, "max": 25.0, "epochs": 7, "train_scale": 0.5}
     assert "(2.5x)" in generalise.shared_cpu_note({"epoch_seconds": spread})
+
+
+def _fake_strong_run(root: Path, seed: int = 0, precision: str = "bf16-mixed", epochs: int = 150,
+                     seconds: float = 40.0, drop_val: int = 0) -> tuple[Path, Path]:  # fmt: skip
+    """A finished-looking run folder of ``strong`` (config, split, env, metrics; no weights) and a PolypGen-like
+    data folder with train / val frames."""
+    import json
+
+    import yaml
+
+    from polypseg.config import load_recipe
+
+    data = root / "polypgen"
+    names = {"train": [f"t{i}" for i in range(5)], "val": [f"v{i}" for i in range(3)]}
+    for part, stems in names.items():
+        (data / part / "images").mkdir(parents=True)
+        for stem in stems:
+            (data / part / "images" / f"{stem}.jpg").write_bytes(b"")
+    run = root / "run"
+    run.mkdir()
+    recipe = load_recipe("strong", {"seed": seed, "data.size": 192, "data.val_fraction": 0.1})
+    (run / "config.yaml").write_text(yaml.safe_dump({"recipe": recipe.model_dump(), "data": [str(data)]}))
+    splits = {"train": [f"polypgen/{s}" for s in names["train"]],
+              "val": [f"polypgen/{s}" for s in names["val"][drop_val:]], "test": []}  # fmt: skip
+    (run / "split.json").write_text(json.dumps({"seed": seed, "data": [str(data)], "splits": splits}))
+    (run / "env.json").write_text(json.dumps({"precision": precision}))
+    header = "epoch,train_loss,val_loss,val_dice,val_iou,val_images,lr,seconds\n"
+    body = "".join(f"{e},0.5,0.5,0.6,0.5,3,0.001,{seconds}\n" for e in range(epochs))
+    (run / "metrics.csv").write_text(header + body)
+    return run, data
+
+
+def test_a_finished_strong_run_is_adopted_as_the_reference_only_when_it_is_that_run(tmp_path: Path) -> None:
+    budget = pytest.importorskip("budget")
+    from polypseg.device import lightning_precision, resolve_precision
+
+    here = lightning_precision(resolve_precision("auto", "cpu"))  # strong's precision on this CPU
+    run, data = _fake_strong_run(tmp_path / "ok", precision=here)  # 150 epochs of 40 s: 100 min
+    assert budget.adoptable(run, 120, 0, data) == []
+    assert budget.adoptable(run, 120, 1, data) == ["recipe seed: 0, strong's is 1"]
+    assert budget.adoptable(run, 60, 0, data) == ["it trained 100 min, more than the 60-minute budget"]
+    run, data = _fake_strong_run(tmp_path / "short", precision=here, epochs=30)  # 20 min of 150 epochs
+    assert budget.adoptable(run, 120, 0, data) == [
+        "it stopped after 30 epochs and 20 min: neither its epochs nor the budget"
+    ]
+    run, data = _fake_strong_run(tmp_path / "split", precision=here, drop_val=1)
+    assert budget.adoptable(run, 120, 0, data) == ["its val split is not PolypGen's val folder (1 frames differ)"]
+    other = "32-true" if here == "bf16-mixed" else "bf16-mixed"
+    run, data = _fake_strong_run(tmp_path / "precision", precision=other)
+    assert budget.adoptable(run, 120, 0, data) == [f"trained with precision {other}, this CPU would use {here}"]

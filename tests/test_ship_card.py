@@ -40,3 +40,17 @@ def test_a_card_with_tta_figures_shows_both_thresholds_and_both_tables() -> None
     assert "With flip TTA (`--tta`; threshold 0.425" in text
     assert text.count("| Kvasir-SEG | 900 |") == 2 and "| Kvasir-SEG | 900 | 0.842 [" in text
     assert text.index("With flip TTA") < text.index("## Known limits")
+
+
+def _summary(n: int, dice: float) -> dict:
+    structure = {"weighted_f": 0.5, "s_measure": 0.6, "mean_e_measure": 0.7, "mae": 0.05}
+    return {"metrics": {"n_images": n, "mean": {"dice": dice, "iou": dice - 0.1}}, "ci95": {"dice": [0, 1]},
+            "structure": structure}  # fmt: skip
+
+
+def test_figures_mean_over_sets_and_image_weighted() -> None:
+    external = {"A": ship_model.scores(_summary(900, 0.8)), "B": ship_model.scores(_summary(100, 0.7))}
+    f = ship_model.figures(_summary(140, 0.65), external)
+    assert f["validation_mdice"] == 0.65 and f["validation"]["images"] == 140
+    assert f["external_mean_mdice"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
+    assert f["external_image_weighted_mdice"] == pytest.approx(0.79)  # (900 * 0.8 + 100 * 0.7) / 1000
