@@ -3,8 +3,8 @@
     python benchmarks/budget.py [--minutes 20] [--candidates strong size256 base24 ...] [--seed 0]
         [--note "..."] [--table]
 
-Every candidate is ``strong`` (192 px unless it changes the size) with one change, trained on
-PolypGen train (its own 140-frame val split picks the checkpoint and tunes the threshold) for the
+Every candidate is ``strong`` (192 px unless it changes the size) with the changes in its name, trained
+on PolypGen train (its own 140-frame val split picks the checkpoint and tunes the threshold) for the
 budget (the run's total training time, resumable: an interrupted call continues with the rest of the
 budget, a finished candidate is skipped), then scored on PolypGen val and, whole, on Kvasir-SEG (900)
 and CVC-ClinicDB (550): the ``polypgen`` experiment of ``generalise.py``, with the candidate's
@@ -181,8 +181,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "",
         "## The best recipe per CPU budget (benchmarks/budget.py)",
         "",
-        "Each candidate is `strong` with one change, trained on PolypGen train (984 frames) for the budget "
-        "(the run's own training time on 2 cores), its best validation epoch kept and its threshold tuned "
+        "Each candidate is `strong` with the changes its row lists, trained on PolypGen train (984 frames) for the "
+        "budget (the run's own training time on 2 cores), its best validation epoch kept and its threshold tuned "
         "on PolypGen val (140 frames); Kvasir-SEG (900) and CVC-ClinicDB (550) are scored whole at original "
         "resolution. Differences are against `strong` in the same table (same budget, CPU, seed); Δ val is paired "
         "over the 140 validation images (bootstrap interval, sign-flip permutation p; `polypseg compare`). "
