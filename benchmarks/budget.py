@@ -1,7 +1,7 @@
 """The best recipe per CPU budget: candidates against ``strong`` under the same wall-clock budget.
 
     python benchmarks/budget.py [--minutes 20] [--candidates strong size256 base24 ...] [--seed 0]
-        [--note "..."] [--table]
+        [--note "..."] [--table] [--adopt-ref FINISHED_STRONG_RUN]
 
 Every candidate is ``strong`` (192 px unless it changes the size) with the changes in its name, trained
 on PolypGen train (its own 140-frame val split picks the checkpoint and tunes the threshold) for the
@@ -15,8 +15,17 @@ Results: ``benchmarks/results/generalise-polypgen-strong+<candidate>-<size>px-s<
 the budget section of ``docs/results.md``: per budget and CPU, each candidate's epochs, validation
 mDice, external mDice per set and their mean, and the differences from ``strong``.
 
-Test-time candidates (``tta``, ``realtime-tta``) train nothing: they copy a trained candidate's run folder
-(trained first if missing) and score it with flip test-time augmentation, the threshold tuned with TTA.
+Test-time candidates (``tta``, ``realtime-tta``, ``realtime-cosine-tta``) train nothing: they copy a trained
+candidate's run folder (trained first if missing) and score it with flip test-time augmentation, the
+threshold tuned with TTA.
+
+``--adopt-ref RUN`` scores a finished run of ``strong`` as the budget's reference instead of training it
+again, only when it is that run (:func:`adoptable`: recipe, PolypGen split, precision, epochs inside the
+budget); the table's note says so.
+
+Long queues run best from a frozen clone (``git clone . /work/queue && ln -s $PWD/runs /work/queue/runs``,
+``PYTHONPATH=/work/queue/src``): a module imported late in a running job would otherwise read the
+working tree as it is being edited.
 """
 
 from __future__ import annotations
