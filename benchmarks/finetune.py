@@ -1,16 +1,18 @@
 """Does starting from the shipped model pay? Fine-tuning against training from scratch, same budget.
 
     python benchmarks/finetune.py [--minutes 10 30] [--data ../shared/data/polyp-train/kvasir] [--model polyp-unet16]
-        [--size 192] [--seed 0] [--table]
+        [--size N] [--seed 0] [--table]
 
-For each budget, two runs of the shipped model's recipe (``strong``: U-Net base 16, deep supervision,
-structure loss) on the data (default Kvasir-SEG, 900 frames; a seeded 15 % validation split, the same
-images for both runs, which pick each run's best epoch) and a seeded 15 % test split, the same for
-both): one from random weights, one with ``--init`` from the shipped model (trained on PolypGen only,
-so Kvasir is a new centre to it). Each trains for the budget (the run's total training time;
-resumable), then is scored on the TEST split at original resolution with threshold 0.5 (the images
-that chose the checkpoint are never the ones reported), and the pair is compared image by image with
-``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip permutation p-value).
+For each budget, two runs of the shipped model's own recipe (the one frozen in its card, so that
+``--init`` weights fit the architecture; ``polyp-unet16``: ``strong``, U-Net base 16, deep supervision,
+structure loss; at the model's own training size unless ``--size``) on the data (default Kvasir-SEG, 900
+frames; a seeded 15 % validation split, the same images for both runs, which pick each run's best epoch)
+and a seeded 15 % test split, the same for both): one from random weights, one with ``--init`` from the
+shipped model (trained on PolypGen only, so Kvasir is a new centre to it). Each trains for the budget
+(the run's total training time; resumable), then is scored on the TEST split at original resolution with
+threshold 0.5 (the images that chose the checkpoint are never the ones reported), and the pair is
+compared image by image with ``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip
+permutation p-value).
 Results: ``benchmarks/results/finetune-<data>-<minutes>min.json``; ``--table`` (also run at the end)
 rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from generalise import cpu_model, has_bf16, replace_section
 
-from polypseg.config import load_recipe
+from polypseg.atomic import atomic_write_text
+from polypseg.config import Recipe, dump_recipe, load_recipe
 from polypseg.evaluation.compare import compare
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.training import fit, read_metrics
@@ -37,7 +40,20 @@ RUNS = ROOT / "runs" / "finetune"
 START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
 
 
-def train_and_score(run: Path, data: str, size: int, seed: int, minutes: float, init: str | None) -> dict:
+def model_recipe_file(model: str) -> Path:
+    """The shipped model's own recipe (frozen in its card) as a recipe file both runs load, so the scratch
+    run trains the same architecture that ``--init`` fills; ``RUNS/<model>-recipe.yaml``."""
+    shipped = find(model)
+    if shipped is None:
+        raise SystemExit(f"{model} is not a shipped model (polypseg models)")
+    path = RUNS / f"{model}-recipe.yaml"
+    RUNS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, dump_recipe(Recipe.model_validate(shipped.card["polypseg"]["recipe"])))
+    return path
+
+
+def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, minutes: float,
+                    init: str | None) -> dict:  # fmt: skip
     if (run / "eval" / "test" / "summary.json").exists():
         summary = json.loads((run / "eval" / "test" / "summary.json").read_text())
     else:
@@ -46,28 +62,32 @@ def train_and_score(run: Path, data: str, size: int, seed: int, minutes: float, 
         else:
             overrides = {"seed": seed, "data.size": size, "data.val_fraction": 0.15, "data.test_fraction": 0.15,
                          "init_weights": init}  # fmt: skip
-            fit(load_recipe("strong", overrides), [data], run, max_minutes=minutes, progress=False)
+            fit(load_recipe(recipe, overrides), [data], run, max_minutes=minutes, progress=False)
         summary = evaluate(run, split="test", threshold=0.5, out_dir=run / "eval" / "test").summary
     rows = read_metrics(run)
     return {"run": str(run), "epochs_done": len(rows), "n_test": summary["metrics"]["n_images"],
             "mDice": summary["metrics"]["mean"]["dice"], "mIoU": summary["metrics"]["mean"]["iou"]}  # fmt: skip
 
 
-def run_budget(data: str, model: str, minutes: float, size: int, seed: int) -> dict:
+def run_budget(data: str, model: str, minutes: float, size: int | None, seed: int) -> dict:
+    recipe = model_recipe_file(model)
+    size = size or int(find(model).card["polypseg"]["preprocess"]["size"])  # type: ignore[union-attr]
     name = Path(data).name
     out_json = RESULTS / f"finetune-{name}-{model}-{size}px-s{seed}-{minutes:g}min.json"
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())
-    if find(model) is None:
-        raise SystemExit(f"{model} is not a shipped model (polypseg models)")
     t0 = time.perf_counter()
-    scratch = train_and_score(RUNS / f"{name}-scratch-{size}px-s{seed}-{minutes:g}min", data, size, seed, minutes, None)
-    tuned = train_and_score(RUNS / f"{name}-init-{model}-{size}px-s{seed}-{minutes:g}min", data, size, seed, minutes,
-                            model)  # fmt: skip
+    scratch_run = RUNS / f"{name}-scratch-{size}px-s{seed}-{minutes:g}min"
+    if model != "polyp-unet16":  # the first model's scratch runs keep their names
+        scratch_run = RUNS / f"{name}-scratch-as-{model}-{size}px-s{seed}-{minutes:g}min"
+    scratch = train_and_score(scratch_run, recipe, data, size, seed, minutes, None)
+    tuned = train_and_score(RUNS / f"{name}-init-{model}-{size}px-s{seed}-{minutes:g}min", recipe, data, size, seed,
+                            minutes, model)  # fmt: skip
     paired = compare(Path(scratch["run"]) / "eval" / "test", Path(tuned["run"]) / "eval" / "test", "test", "dice")
     result = {
-        "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed, "recipe": "strong",
+        "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed,
+        "recipe": Recipe.model_validate(find(model).card["polypseg"]["recipe"]).name,  # type: ignore[union-attr]
         "cpu": cpu_model(), "bf16_units": has_bf16(), "scratch": scratch, "init": tuned,
         "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
         "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
@@ -86,9 +106,9 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The fine-tuning section of ``docs/results.md`` from every result JSON."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("finetune-*.json"))]
     lines = [START, "", "## Fine-tuning from the shipped model against training from scratch (benchmarks/finetune.py)",
-             "", "Same recipe (`strong`), data, seeded 15 % validation split (picks the best epoch) and wall-clock "
-             "budget for both runs; scored on a seeded 15 % test split at original resolution, threshold 0.5. "
-             "Paired: `polypseg compare` over the same "
+             "", "Same recipe (the shipped model's own, frozen in its card), data, seeded 15 % validation split "
+             "(picks the best epoch) and wall-clock budget for both runs; scored on a seeded 15 % test split at "
+             "original resolution, threshold 0.5. Paired: `polypseg compare` over the same "
              "images (init minus scratch; 95 % bootstrap interval; sign-flip permutation p).", "",
              "| data | budget | CPU (bf16 units) | scratch mDice (epochs) | `--init` mDice (epochs) | paired diff "
              "[95 % CI] | p | images |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -107,7 +127,7 @@ def main() -> None:
     ap.add_argument("--minutes", nargs="+", type=float, default=[10.0, 30.0])
     ap.add_argument("--data", default=str(SHARED / "polyp-train" / "kvasir"))
     ap.add_argument("--model", default="polyp-unet16")
-    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--size", type=int, default=None, help="training size (default: the model's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
     args = ap.parse_args()

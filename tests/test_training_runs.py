@@ -186,6 +186,23 @@ def test_a_tta_threshold_is_used_only_with_tta(tmp_path: Path) -> None:
     assert s["threshold"] == pytest.approx(with_tta) and s["threshold_source"].endswith("flip TTA)")
 
 
+def test_a_plain_tune_of_an_older_tta_tuned_checkpoint_keeps_its_tta_threshold(tmp_path: Path) -> None:
+    """A checkpoint of the older form (``threshold_tta: True``: its threshold was tuned with TTA) re-tuned
+    without TTA keeps that threshold as its TTA one, and the old flag goes."""
+    from polypseg.checkpoint import stored_threshold, update_checkpoint_meta
+    from polypseg.evaluation import tune_threshold
+
+    run = tmp_path / "r"
+    fit(_tiny(epochs=1), [DATA], run, progress=False)
+    best = run / "checkpoints" / "best.ckpt"
+    source = "tuned on val (4 images, max mean F1, flip TTA)"
+    update_checkpoint_meta(best, threshold=0.123, threshold_source=source, threshold_tta=True)
+    sweep = tune_threshold(run)
+    meta = torch.load(best, weights_only=True)["polypseg"]
+    assert "threshold_tta" not in meta and meta["threshold"] == pytest.approx(sweep.best)
+    assert stored_threshold(meta, tta=True) == (pytest.approx(0.123), source)
+
+
 def test_demo_never_removes_a_folder_it_did_not_make(tmp_path: Path) -> None:
     """Defect: 'polypseg demo --out DIR' deleted any existing DIR (--out . emptied the working directory)."""
     mine = tmp_path / "mine"
