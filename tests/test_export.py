@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from polypseg.checkpoint import load_checkpoint
+from polypseg.checkpoint import load_checkpoint, update_checkpoint_meta
 from polypseg.config import load_recipe
 from polypseg.inference import Predictor
 from polypseg.inference.export import export_onnx, read_onnx_meta
@@ -20,9 +20,14 @@ from polypseg.training import fit
 def test_onnx_matches_torch_and_predicts(tmp_path: Path) -> None:
     recipe = load_recipe("quick", {"epochs": 1, "data.size": 64, "model.args.base": 4, "precision": "32"})
     run = fit(recipe, ["synthetic:n=40,size=64,seed=2"], tmp_path / "run", progress=False).run_dir
+    # both tuned thresholds travel with the export: a --tta run of the .onnx uses the TTA one
+    update_checkpoint_meta(run / "checkpoints" / "best.ckpt", threshold=0.4, tta_threshold=0.3,
+                           tta_threshold_source="tuned with flip TTA")  # fmt: skip
     onnx_path = export_onnx(run, tmp_path / "model.onnx")
     meta = read_onnx_meta(onnx_path)
     assert meta["preprocess"]["size"] == 64 and meta["model_name"] == "unet"
+    assert Predictor.from_checkpoint(onnx_path).threshold == pytest.approx(0.4)
+    assert Predictor.from_checkpoint(onnx_path, tta=True).threshold == pytest.approx(0.3)
 
     import onnxruntime as ort
 
