@@ -93,7 +93,8 @@ def test_health_model_card_page_and_openapi(client: TestClient, tiny_run: Path) 
     assert card["threshold"] == pytest.approx(ref.threshold)
     assert card["threshold_source"] == ref.meta["threshold_source"]
     ref.tta = True  # not tuned with TTA: the plain threshold, and its source says so
-    assert card["thresholds"]["plain"] == {"value": pytest.approx(card["threshold"]), "source": card["threshold_source"]}
+    plain = {"value": pytest.approx(card["threshold"]), "source": card["threshold_source"]}
+    assert card["thresholds"]["plain"] == plain
     assert card["thresholds"]["tta"] == {"value": pytest.approx(ref.threshold), "source": ref.threshold_source}
     assert card["recipe"]["name"] == "quick" and card["training_data"] == ["synthetic:n=24,size=64,seed=1"]
     assert card["validation"]["epoch"] == 0 and 0 <= card["validation"]["val_dice"] <= 1
