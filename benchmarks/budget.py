@@ -136,13 +136,18 @@ def adoptable(source: Path, minutes: float, seed: int, polypgen: Path = SHARED /
     here = lightning_precision(resolve_precision(expected["precision"], "cpu"))  # what strong trains with here
     if precision != here:
         problems.append(f"trained with precision {precision}, this CPU would use {here}")
-    rows = read_metrics(source)
-    spent = sum(r.get("seconds", 0.0) for r in rows) / 60
-    if len(rows) < expected["epochs"] and spent < minutes * 0.98:
-        problems.append(f"it stopped after {len(rows)} epochs and {spent:.0f} min: neither its epochs nor the budget")
+    epochs, spent = trained(source)
+    if epochs < expected["epochs"] and spent < minutes * 0.98:
+        problems.append(f"it stopped after {epochs} epochs and {spent:.0f} min: neither its epochs nor the budget")
     if spent > minutes * 1.02:  # the budget stops a run after the batch that spends it
         problems.append(f"it trained {spent:.0f} min, more than the {minutes:g}-minute budget")
     return problems
+
+
+def trained(run: Path) -> tuple[int, float]:
+    """(epochs finished, minutes of training) of a run folder, from its ``metrics.csv``."""
+    rows = read_metrics(run)
+    return len(rows), sum(r.get("seconds", 0.0) for r in rows) / 60
 
 
 def adopt_reference(source: Path, minutes: float, seed: int) -> dict:
@@ -153,16 +158,19 @@ def adopt_reference(source: Path, minutes: float, seed: int) -> dict:
     problems = adoptable(source, minutes, seed)
     if problems:
         raise SystemExit(f"{source} cannot be the {minutes:g}-minute strong reference: " + "; ".join(problems))
-    rows = read_metrics(source)
-    spent = sum(r.get("seconds", 0.0) for r in rows) / 60
+    epochs, spent = trained(source)
     note = (f"adopted, not retrained: {source.name} (same recipe, images, seed and precision), which finished its "
-            f"{len(rows)} epochs in {spent:.0f} min of training, inside the budget; slow epochs there (other load) "
+            f"{epochs} epochs in {spent:.0f} min of training, inside the budget; slow epochs there (other load) "
             "did not change what it trained")  # fmt: skip
-    generalise.NOTE[0] = "; ".join(x for x in (generalise.NOTE[0], note) if x)
     command = (
         f"python benchmarks/budget.py --minutes {minutes:g} --candidates strong --seed {seed} --adopt-ref {source}"
     )
-    return run_one("polypgen", "strong", minutes, BASE_SIZE, seed, tag="ref", command=command, weights_from=source)
+    given = generalise.NOTE[0]
+    generalise.NOTE[0] = "; ".join(x for x in (given, note) if x)  # this result's note only
+    try:
+        return run_one("polypgen", "strong", minutes, BASE_SIZE, seed, tag="ref", command=command, weights_from=source)
+    finally:
+        generalise.NOTE[0] = given
 
 
 def paired_val(base: dict, result: dict) -> str:

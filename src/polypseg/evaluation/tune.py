@@ -64,11 +64,11 @@ def _tune(ckpt: Path, run_dir: Path | None, data: Sequence[str] | None, beta: fl
     meta = predictor.meta
     if tta:
         update_checkpoint_meta(ckpt, tta_threshold=sw.best, tta_threshold_source=source)
-    else:  # the older form's flag goes; when it held a TTA threshold as the plain one, that one is kept
-        legacy = meta.get("threshold_tta") is True
-        old = {"tta_threshold": meta["threshold"], "tta_threshold_source": meta.get("threshold_source")}
-        update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source, threshold_tta=None,
-                               **(old if legacy else {}))  # fmt: skip
+    else:  # the older form's flag goes; when its threshold was tuned with TTA, it stays as the TTA one
+        keep = {}
+        if meta.get("threshold_tta") is True:
+            keep = {"tta_threshold": meta["threshold"], "tta_threshold_source": meta.get("threshold_source")}
+        update_checkpoint_meta(ckpt, threshold=sw.best, threshold_source=source, threshold_tta=None, **keep)
     if run_dir is not None:
         i = int(np.argmin(np.abs(sw.thresholds - sw.best)))
         j = int(np.argmin(np.abs(sw.thresholds - 0.5)))
