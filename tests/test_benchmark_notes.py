@@ -100,3 +100,18 @@ def test_a_finished_strong_run_is_adopted_as_the_reference_only_when_it_is_that_
     other = "32-true" if here == "bf16-mixed" else "bf16-mixed"
     run, data = _fake_strong_run(tmp_path / "precision", precision=other)
     assert budget.adoptable(run, 120, 0, data) == [f"trained with precision {other}, this CPU would use {here}"]
+
+
+def test_the_adoption_note_goes_on_the_adopted_result_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: adopting a reference left its note in generalise.NOTE, so every later candidate of the same
+    call was stored as 'adopted, not retrained'."""
+    budget = pytest.importorskip("budget")
+    run, _ = _fake_strong_run(tmp_path)  # 150 epochs of 40 s
+    seen = []
+    monkeypatch.setattr(budget, "adoptable", lambda *a, **k: [])
+    monkeypatch.setattr(budget, "run_one", lambda *a, **k: seen.append(generalise.NOTE[0]) or {})
+    monkeypatch.setattr(generalise, "NOTE", ["quiet machine"])
+    budget.adopt_reference(run, 120, 0)
+    assert seen[0].startswith("quiet machine; adopted, not retrained: run (same recipe")
+    assert "150 epochs in 100 min" in seen[0]
+    assert generalise.NOTE == ["quiet machine"]
