@@ -32,28 +32,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
+import shutil
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import yaml
 from generalise import (
     RESULTS,
     ROOT,
+    RUNS,
     SHARED,
     cpu_model,
     has_bf16,
     replace_section,
     run_folder,
+    run_name,
     run_one,
     shared_cpu_note,
 )
 
+from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, load_recipe
 from polypseg.device import lightning_precision, resolve_precision
 from polypseg.errors import InputError
-from polypseg.evaluation.compare import compare
+from polypseg.evaluation.compare import per_image_csv, read_scores
+from polypseg.evaluation.stats import paired_comparison
 from polypseg.paths import read_metrics
+from polypseg.training import fit
 
 START, END = "<!-- budget:start -->", "<!-- budget:end -->"
 BASE_SIZE = 192
@@ -173,13 +182,157 @@ def adopt_reference(source: Path, minutes: float, seed: int) -> dict:
         generalise.NOTE[0] = given
 
 
-def paired_val(base: dict, result: dict) -> str:
-    """``Δ [95 % interval], p`` of the candidate's validation Dice against the reference, image by image."""
+def val_scores(result: dict) -> dict[str, float] | None:
+    """``{image id: Dice}`` of a result on PolypGen val: kept in its JSON (``validation.per_image_dice``), else
+    read from its run folder's ``eval/val/per_image.csv``; None when neither exists (a result from before the
+    JSON kept them, on a machine without its run folder)."""
+    kept = result["validation"].get("per_image_dice")
+    if kept:
+        return kept
     try:
-        c = compare(run_folder(base) / "eval" / "val", run_folder(result) / "eval" / "val", "val", "dice")
+        return read_scores(per_image_csv(run_folder(result) / "eval" / "val"), "dice")
     except (FileNotFoundError, InputError):
-        return "(per-image scores missing)"
+        return None
+
+
+def probe_epoch_seconds(seed: int, epochs: int = 3) -> float:
+    """Median seconds of an epoch of the ``strong`` reference's own training on this machine (PolypGen train,
+    192 px, this seed), from ``epochs`` epochs in a probe run folder (reused once finished)."""
+    import generalise
+
+    run = RUNS / f"probe-strong-{BASE_SIZE}px-s{seed}-{epochs}ep"
+    if not (run / "metrics.csv").exists() or len(read_metrics(run)) < epochs:
+        shutil.rmtree(run, ignore_errors=True)
+        data, overrides, _ = generalise.plan("polypgen")
+        recipe = load_recipe("strong", {"seed": seed, "data.size": BASE_SIZE, "data.test_fraction": 0.0, **overrides})
+        fit(recipe, data, run, progress=False, epochs=epochs)
+    return statistics.median(r["seconds"] for r in read_metrics(run))
+
+
+def borrowable(source: dict, minutes: float, seed: int, epoch_seconds: float) -> list[str]:
+    """Why ``source``, the budget's ``strong`` reference measured on another CPU, cannot stand in for this
+    CPU's (empty: it can), given ``epoch_seconds``, the median epoch of the same training here.
+
+    It can when a run here would keep the same epoch: ``strong``'s schedule counts epochs (StepLR), so a run
+    here follows the source's schedule epoch by epoch until the budget stops it, and it keeps its best
+    validation epoch; when the source's best epoch ends inside the budget here too, no later epoch of the
+    source beat it, so the kept epoch is the same (up to this CPU's rounding of the same arithmetic). Also
+    required: the same budget, seed and precision."""
+    expected = load_recipe("strong", {"seed": seed})
+    problems = []
+    if expected.scheduler.name != "step":
+        problems.append(f"strong's schedule is {expected.scheduler.name}, not one that counts epochs (step)")
+    if (source["budget_minutes"], source["seed"]) != (minutes, seed):
+        problems.append(f"it is the {source['budget_minutes']:g}-minute reference of seed {source['seed']}")
+    here = lightning_precision(resolve_precision(expected.precision, "cpu"))
+    if source.get("precision_used") != here:
+        problems.append(f"it trained with precision {source.get('precision_used')}, this CPU would use {here}")
+    best = source.get("best_epoch")
+    if best is None:
+        problems.append("it does not record its best epoch")
+    elif (best + 1) * epoch_seconds > minutes * 60:
+        problems.append(f"its best epoch ({best}) would end after {(best + 1) * epoch_seconds / 60:.0f} min here "
+                        f"({epoch_seconds:.0f} s an epoch), past the budget")  # fmt: skip
+    return problems
+
+
+def borrow_reference(minutes: float, seed: int) -> dict:
+    """Store the budget's ``strong`` reference of another CPU as this CPU's (refused unless :func:`borrowable`,
+    with the epoch time measured here by :func:`probe_epoch_seconds`), so that a candidate trained here is
+    compared with it in this CPU's table; the row and its note say where it was trained."""
+    here = cpu_model()
+    path = result_path(minutes, seed)
+    if not path.exists():
+        raise SystemExit(f"no {minutes:g}-minute strong reference to borrow ({path.name})")
+    source = json.loads(path.read_text())
+    if source["cpu"] == here:
+        raise SystemExit(f"{path.name} was measured on this CPU ({here}): nothing to borrow")
+    epoch_s = probe_epoch_seconds(seed)
+    problems = borrowable(source, minutes, seed, epoch_s)
+    if problems:
+        raise SystemExit(f"{path.name} cannot stand in for the reference on {here}: " + "; ".join(problems))
+    best = source["best_epoch"]
+    note = (f"borrowed, not trained here: the run on {source['cpu']} (bf16 units: "
+            f"{'yes' if source['bf16_units'] else 'no'}), whose best epoch was {best} of {source['epochs_done']}; "
+            f"strong's epoch takes {epoch_s:.0f} s here (median of 3 epochs of the same training), so epoch "
+            f"{best} ends after about {(best + 1) * epoch_s / 60:.0f} min, inside the budget, and strong's "
+            f"schedule counts epochs: a run here would keep the same epoch. Its epochs and timing are the other "
+            f"CPU's")  # fmt: skip
+    command = f"python benchmarks/budget.py --minutes {minutes:g} --seed {seed} --borrow-ref"
+    result = {**source, "cpu": here, "bf16_units": has_bf16(), "note": note, "command": command,
+              "borrowed_from": {"cpu": source["cpu"], "result": path.name}, "probe_epoch_seconds": epoch_s,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    result.pop("epoch_seconds", None)  # the source's timing is not this CPU's: no shared-CPU note from it
+    slug = re.sub(r"[^a-z0-9]+", "-", here.lower()).strip("-")
+    out = path.with_name(f"{path.stem}-on-{slug}.json")
+    atomic_write_text(out, json.dumps(result, indent=1))
+    print(f"borrowed {path.name} as {out.name}: {note}")
+    return result
+
+
+def paired_val(base: dict, result: dict) -> str:
+    """``Δ [95 % interval], p`` of the candidate's validation Dice against the reference, image by image (the
+    numbers ``polypseg compare`` gives for the two ``eval/val`` folders). Without per-image scores of both,
+    the comparison the result recorded against this very reference (``validation.vs_ref``: made where the
+    run folders were), else a remark."""
+    a, b = val_scores(base), val_scores(result)
+    if a is None or b is None:
+        kept = result["validation"].get("vs_ref") or {}
+        return kept["text"] if kept.get("ref_time") == base["time"] else "(per-image scores missing)"
+    if a.keys() != b.keys():
+        return f"(not the same validation images: {len(a.keys() ^ b.keys())} differ)"
+    ids = sorted(a)
+    c = paired_comparison([a[i] for i in ids], [b[i] for i in ids], metric="dice")
     return f"{c.diff:+.4f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}], p {c.p_value:.3f}"
+
+
+def keep_scores(path: Path) -> dict:
+    """The result stored at ``path``, its per-image validation Dice written into the JSON first when only its
+    run folder has them (so that the table can be rebuilt where the folder is gone)."""
+    result = json.loads(path.read_text())
+    if not result["validation"].get("per_image_dice"):
+        scores = val_scores(result)
+        if scores is not None:
+            result["validation"]["per_image_dice"] = scores
+            atomic_write_text(path, json.dumps(result, indent=1))
+    return result
+
+
+def result_path(minutes: float, seed: int, tag: str = "ref", size: int = BASE_SIZE) -> Path:
+    """Where the result of one candidate (tag) of this budget and seed is stored."""
+    return RESULTS / f"generalise-{run_name('polypgen', 'strong', minutes, size, seed, tag)}.json"
+
+
+def restore_ref_scores(model: str, minutes: float, seed: int) -> dict:
+    """Give the budget's ``strong`` reference its per-image validation Dice again, from the shipped ``model``
+    made from the reference's own run, when the reference's run folder is gone.
+
+    Refused unless the model card's fp32 validation mDice is the reference's (the same weights, scored the
+    same way). The shipped weights are fp16: the per-image scores are theirs, and the note says how far
+    their mean is from the reference's fp32 figure."""
+    from polypseg.evaluation.evaluate import evaluate
+    from polypseg.zoo import find
+
+    path = result_path(minutes, seed)
+    ref = json.loads(path.read_text())
+    shipped = find(model)
+    if shipped is None:
+        raise SystemExit(f"no shipped model {model!r}: `polypseg models` lists them")
+    figures = shipped.card.get("figures", {})
+    if abs(figures.get("validation_fp32_mdice", -1.0) - ref["validation"]["mDice"]) > 1e-9:
+        raise SystemExit(f"{model} was not made from the run of {path.name}: its card's fp32 validation mDice "
+                         f"{figures.get('validation_fp32_mdice')} is not {ref['validation']['mDice']}")  # fmt: skip
+    out = RUNS / f"{model}-on-polypgen-val"
+    summary = evaluate(model, data=[str(SHARED / "polypgen" / "val")], out_dir=out, threshold=ref["threshold"]).summary
+    scores = {f"polypgen/{i.rsplit('/', 1)[-1]}": d for i, d in read_scores(out / "per_image.csv", "dice").items()}
+    mean = summary["metrics"]["mean"]["dice"]
+    ref["validation"]["per_image_dice"] = scores
+    ref["validation"]["per_image_dice_source"] = (
+        f"the shipped {model} (this run's weights in fp16), scored again on the {len(scores)} PolypGen val frames: "
+        f"mDice {mean:.5f} against {ref['validation']['mDice']:.5f} in fp32"
+    )
+    atomic_write_text(path, json.dumps(ref, indent=1))
+    return ref
 
 
 def _mean_external(result: dict) -> float:
@@ -189,7 +342,7 @@ def _mean_external(result: dict) -> float:
 
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The budget section of ``docs/results.md``: one table per (budget, CPU) from the result JSONs."""
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("generalise-polypgen-strong+*.json"))]
+    results = [keep_scores(p) for p in sorted(RESULTS.glob("generalise-polypgen-strong+*.json"))]
     groups: dict[tuple[float, str, bool], list[dict]] = {}
     for r in results:
         groups.setdefault((r["budget_minutes"], r["cpu"], r["bf16_units"]), []).append(r)
@@ -227,6 +380,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
                 name = "?" if source is None else "strong" if source is base else source["tag"]
                 changes.append(f"flip TTA at test time ({name}'s weights)")
             changes += [f"data.size={r['size']}"] if r["size"] != BASE_SIZE else []
+            if r.get("borrowed_from"):
+                changes.append(f"trained on {r['borrowed_from']['cpu']}, not here (note)")
             change = ", ".join(changes) or "—"
             lines.append(f"| {'strong' if r is base else r['tag']} | {change} | {r['size']} | {r['epochs_done']} | "
                          f"{r['validation']['mDice']:.4f} | {dv} | {ext.get('kvasir', float('nan')):.4f} | "
@@ -240,6 +395,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
 
 
 ADOPT_HELP = "a finished run of strong to score as this budget's reference instead of training one"
+BORROW_HELP = "use this budget's strong reference measured on another CPU as this CPU's, when it may (borrowable)"
+SCORES_HELP = "restore the reference's per-image validation scores from the shipped model made from its run"
 
 
 def main() -> None:
@@ -250,6 +407,8 @@ def main() -> None:
     ap.add_argument("--note", default="", help="a remark stored with each new result (e.g. other load on the CPU)")
     ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
     ap.add_argument("--adopt-ref", type=Path, default=None, help=ADOPT_HELP)
+    ap.add_argument("--borrow-ref", action="store_true", help=BORROW_HELP)
+    ap.add_argument("--ref-scores-from", metavar="MODEL", default=None, help=SCORES_HELP)
     args = ap.parse_args()
     import generalise
 
@@ -259,8 +418,12 @@ def main() -> None:
             raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
         print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'}); "
               f"{shlex.join(sys.argv)}", flush=True)  # fmt: skip
+        if args.ref_scores_from is not None:
+            restore_ref_scores(args.ref_scores_from, args.minutes, args.seed)
         if args.adopt_ref is not None:
             adopt_reference(args.adopt_ref, args.minutes, args.seed)
+        if args.borrow_ref:
+            borrow_reference(args.minutes, args.seed)
         for name in args.candidates:
             run_candidate(name, args.minutes, args.seed)
     write_table()

@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from polypseg.config import load_recipe
+from polypseg.evaluation.compare import read_scores
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.evaluation.sets import evaluate_sets
 from polypseg.evaluation.tune import tune_threshold
@@ -68,6 +69,13 @@ def epoch_seconds(rows: list[dict]) -> dict:
     scale, secs = max(groups.items(), key=lambda g: max(g[1]) / statistics.median(g[1]))
     out = {"median": round(statistics.median(secs), 2), "max": round(max(secs), 2), "epochs": len(timed)}
     return {**out, "train_scale": scale} if scale is not None else out
+
+
+def best_epoch(rows: list[dict]) -> int | None:
+    """The epoch whose validation Dice the run kept (the first of the highest: the checkpoint is replaced only
+    by a strictly better epoch); None without validation."""
+    scored = [r for r in rows if r.get("val_dice") is not None]
+    return int(max(scored, key=lambda r: (r["val_dice"], -r["epoch"]))["epoch"]) if scored else None
 
 
 def shared_cpu_note(result: dict) -> str:
@@ -208,8 +216,11 @@ def run_one(
         "epoch_seconds": epoch_seconds(rows),
         "threshold": sweep.best, "tta": tta, "train_data": data,
         **({"weights_from": weights_from.name} if weights_from is not None else {}),
+        "best_epoch": best_epoch(rows),
         "validation": {"n": val["metrics"]["n_images"], "mDice": val["metrics"]["mean"]["dice"],
-                       "mIoU": val["metrics"]["mean"]["iou"]},
+                       "mIoU": val["metrics"]["mean"]["iou"],
+                       # kept so that paired comparisons outlive the run folder (a new machine has none)
+                       "per_image_dice": read_scores(run / "eval" / "val" / "per_image.csv", "dice")},
         "external": res.rows,
         "command": command or f"python benchmarks/generalise.py --experiments {exp} --recipe {recipe_name} "
         f"--minutes {minutes:g} --size {size} --seed {seed}",

@@ -115,3 +115,74 @@ def test_the_adoption_note_goes_on_the_adopted_result_alone(tmp_path: Path, monk
     assert seen[0].startswith("quiet machine; adopted, not retrained: run (same recipe")
     assert "150 epochs in 100 min" in seen[0]
     assert generalise.NOTE == ["quiet machine"]
+
+
+def test_the_best_epoch_is_the_first_of_the_highest_validation_dice():
+    rows = [{"epoch": float(e), "val_dice": d} for e, d in enumerate((0.5, 0.7, 0.7, 0.6))]
+    assert generalise.best_epoch(rows) == 1
+    assert generalise.best_epoch([{"epoch": 0.0, "seconds": 3.0}]) is None
+
+
+def _budget_result(tag: str, scores: dict[str, float] | None, time: str = "t0") -> dict:
+    validation = {"n": 3, "mDice": 0.0, **({"per_image_dice": scores} if scores else {})}
+    return {"experiment": "polypgen", "recipe": "strong", "tag": tag, "overrides": {}, "size": 192, "seed": 0,
+            "budget_minutes": 120.0, "cpu": "Test CPU", "bf16_units": False, "epochs_done": 10, "time": time,
+            "validation": validation, "external": [{"set": "kvasir", "mDice": 0.8}, {"set": "clinicdb", "mDice": 0.7}],
+            "command": f"budget {tag}"}  # fmt: skip
+
+
+def test_the_budget_table_is_rebuilt_from_the_stored_results_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Defect: the paired Δ val read the run folders' per_image.csv, which a new machine does not have, so
+    `budget.py --table` there replaced every Δ val with '(per-image scores missing)'."""
+    import json
+
+    budget = pytest.importorskip("budget")
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    monkeypatch.setattr(budget, "RESULTS", results)
+    monkeypatch.setattr(generalise, "RUNS", runs)
+    ref = _budget_result("ref", {"polypgen/a": 0.5, "polypgen/b": 0.6, "polypgen/c": 0.7})
+    cand = _budget_result("cand", {"polypgen/a": 0.6, "polypgen/b": 0.7, "polypgen/c": 0.8})
+    # a result from before the JSON kept its scores: only the comparison recorded against this reference
+    old = _budget_result("old", None)
+    old["validation"]["vs_ref"] = {"ref_time": "t0", "text": "+0.0200 [-0.010, +0.050], p 0.200"}
+    stale = _budget_result("stale", None)
+    stale["validation"]["vs_ref"] = {"ref_time": "another reference", "text": "+0.9"}
+    # a result whose run folder is here: its scores go into its JSON
+    folder = _budget_result("folder", None)
+    (runs / "polypgen-strong+folder-192px-s0-120min" / "eval" / "val").mkdir(parents=True)
+    csv_text = "id,dice\npolypgen/a,0.5\npolypgen/b,0.5\npolypgen/c,0.5\n"
+    (runs / "polypgen-strong+folder-192px-s0-120min" / "eval" / "val" / "per_image.csv").write_text(csv_text)
+    for r in (ref, cand, old, stale, folder):
+        (results / f"generalise-polypgen-strong+{r['tag']}-192px-s0-120min.json").write_text(json.dumps(r))
+    docs = tmp_path / "results.md"
+    docs.write_text(f"before\n{budget.START}\n{budget.END}\nafter\n")
+    budget.write_table(docs)
+    table = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in docs.read_text().splitlines()
+             if line.startswith("| ") and "val mDice" not in line}  # fmt: skip
+    diff, p = table["cand"][5].split(", p ")
+    assert diff == "+0.1000 [+0.100, +0.100]"
+    assert float(p) == pytest.approx(0.25, abs=0.02)  # every image +0.1: 2 of the 8 sign patterns reach it
+    assert table["old"][5] == "+0.0200 [-0.010, +0.050], p 0.200"
+    assert table["stale"][5] == "(per-image scores missing)"
+    assert table["folder"][5].startswith("-0.1000 ")  # (0.5 - 0.5) + (0.5 - 0.6) + (0.5 - 0.7): -0.3 / 3
+    kept = json.loads((results / "generalise-polypgen-strong+folder-192px-s0-120min.json").read_text())
+    assert kept["validation"]["per_image_dice"] == {"polypgen/a": 0.5, "polypgen/b": 0.5, "polypgen/c": 0.5}
+
+
+def test_a_reference_of_another_cpu_stands_in_only_while_its_best_epoch_ends_inside_the_budget():
+    budget = pytest.importorskip("budget")
+    from polypseg.device import lightning_precision, resolve_precision
+
+    here = lightning_precision(resolve_precision("auto", "cpu"))
+    source = {"budget_minutes": 120.0, "seed": 0, "precision_used": here, "best_epoch": 50, "epochs_done": 150}
+    assert budget.borrowable(source, 120, 0, epoch_seconds=140.0) == []  # 51 epochs of 140 s: 119 min
+    assert budget.borrowable(source, 120, 0, epoch_seconds=150.0) == [
+        "its best epoch (50) would end after 128 min here (150 s an epoch), past the budget"  # 51 * 150 s
+    ]
+    assert budget.borrowable(source, 20, 0, 10.0) == ["it is the 120-minute reference of seed 0"]
+    other = "32-true" if here == "bf16-mixed" else "bf16-mixed"
+    assert budget.borrowable({**source, "precision_used": other}, 120, 0, 60.0) == [
+        f"it trained with precision {other}, this CPU would use {here}"
+    ]
+    assert budget.borrowable({**source, "best_epoch": None}, 120, 0, 60.0) == ["it does not record its best epoch"]
