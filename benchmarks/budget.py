@@ -402,7 +402,8 @@ SCORES_HELP = "restore the reference's per-image validation scores from the ship
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--candidates", nargs="+", default=[*CANDIDATES, *TEST_TIME], choices=[*CANDIDATES, *TEST_TIME])
+    ap.add_argument("--candidates", nargs="+", default=None, choices=[*CANDIDATES, *TEST_TIME],
+                    help="default: all, or none with --adopt-ref / --borrow-ref / --ref-scores-from")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--note", default="", help="a remark stored with each new result (e.g. other load on the CPU)")
     ap.add_argument("--table", action="store_true", help="only rebuild the docs/results.md section")
@@ -424,7 +425,8 @@ def main() -> None:
             adopt_reference(args.adopt_ref, args.minutes, args.seed)
         if args.borrow_ref:
             borrow_reference(args.minutes, args.seed)
-        for name in args.candidates:
+        reference_only = args.adopt_ref is not None or args.borrow_ref or args.ref_scores_from is not None
+        for name in args.candidates or ([] if reference_only else [*CANDIDATES, *TEST_TIME]):
             run_candidate(name, args.minutes, args.seed)
     write_table()
 
