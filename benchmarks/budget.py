@@ -195,18 +195,21 @@ def val_scores(result: dict) -> dict[str, float] | None:
         return None
 
 
-def probe_epoch_seconds(seed: int, epochs: int = 3) -> float:
-    """Median seconds of an epoch of the ``strong`` reference's own training on this machine (PolypGen train,
-    192 px, this seed), from ``epochs`` epochs in a probe run folder (reused once finished)."""
+def probe_epoch_seconds(seed: int, epochs: int = 3) -> tuple[float, int]:
+    """(median seconds, epochs timed) of an epoch of the ``strong`` reference's own training on this machine
+    (PolypGen train, 192 px, this seed), from at least ``epochs`` epochs in a probe run folder (reused when it
+    has them)."""
     import generalise
 
     run = RUNS / f"probe-strong-{BASE_SIZE}px-s{seed}-{epochs}ep"
     if not (run / "metrics.csv").exists() or len(read_metrics(run)) < epochs:
         shutil.rmtree(run, ignore_errors=True)
         data, overrides, _ = generalise.plan("polypgen")
-        recipe = load_recipe("strong", {"seed": seed, "data.size": BASE_SIZE, "data.test_fraction": 0.0, **overrides})
-        fit(recipe, data, run, progress=False, epochs=epochs)
-    return statistics.median(r["seconds"] for r in read_metrics(run))
+        recipe = load_recipe("strong", {"seed": seed, "data.size": BASE_SIZE, "data.test_fraction": 0.0, **overrides,
+                                        "epochs": epochs})  # fmt: skip
+        fit(recipe, data, run, progress=False)
+    rows = read_metrics(run)
+    return statistics.median(r["seconds"] for r in rows), len(rows)
 
 
 def borrowable(source: dict, minutes: float, seed: int, epoch_seconds: float) -> list[str]:
@@ -247,14 +250,14 @@ def borrow_reference(minutes: float, seed: int) -> dict:
     source = json.loads(path.read_text())
     if source["cpu"] == here:
         raise SystemExit(f"{path.name} was measured on this CPU ({here}): nothing to borrow")
-    epoch_s = probe_epoch_seconds(seed)
+    epoch_s, timed = probe_epoch_seconds(seed)
     problems = borrowable(source, minutes, seed, epoch_s)
     if problems:
         raise SystemExit(f"{path.name} cannot stand in for the reference on {here}: " + "; ".join(problems))
     best = source["best_epoch"]
     note = (f"borrowed, not trained here: the run on {source['cpu']} (bf16 units: "
             f"{'yes' if source['bf16_units'] else 'no'}), whose best epoch was {best} of {source['epochs_done']}; "
-            f"strong's epoch takes {epoch_s:.0f} s here (median of 3 epochs of the same training), so epoch "
+            f"strong's epoch takes {epoch_s:.0f} s here (median of {timed} epochs of the same training), so epoch "
             f"{best} ends after about {(best + 1) * epoch_s / 60:.0f} min, inside the budget, and strong's "
             f"schedule counts epochs: a run here would keep the same epoch. Its epochs and timing are the other "
             f"CPU's")  # fmt: skip
