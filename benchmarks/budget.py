@@ -327,7 +327,7 @@ def restore_ref_scores(model: str, minutes: float, seed: int) -> dict:
                          f"{figures.get('validation_fp32_mdice')} is not {ref['validation']['mDice']}")  # fmt: skip
     out = RUNS / f"{model}-on-polypgen-val"
     summary = evaluate(model, data=[str(SHARED / "polypgen" / "val")], out_dir=out, threshold=ref["threshold"]).summary
-    scores = {f"polypgen/{i.rsplit('/', 1)[-1]}": d for i, d in read_scores(out / "per_image.csv", "dice").items()}
+    scores = {f"polypgen/val/{i.rsplit('/', 1)[-1]}": d for i, d in read_scores(out / "per_image.csv", "dice").items()}
     mean = summary["metrics"]["mean"]["dice"]
     ref["validation"]["per_image_dice"] = scores
     ref["validation"]["per_image_dice_source"] = (
