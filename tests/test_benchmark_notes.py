@@ -186,3 +186,14 @@ def test_a_reference_of_another_cpu_stands_in_only_while_its_best_epoch_ends_ins
         f"it trained with precision {other}, this CPU would use {here}"
     ]
     assert budget.borrowable({**source, "best_epoch": None}, 120, 0, 60.0) == ["it does not record its best epoch"]
+
+
+def test_cpu_2h_is_the_measured_realtime_cosine_candidate() -> None:
+    """The shipped 2-hour recipe is what budget.py trained as `realtime-cosine`, name and description aside."""
+    budget = pytest.importorskip("budget")
+    from polypseg.config import load_recipe
+
+    size, overrides = budget.CANDIDATES["realtime-cosine"]
+    measured = load_recipe("strong", {"data.size": size, **overrides}).model_dump()
+    shipped = load_recipe("cpu-2h").model_dump()
+    assert {k for k in measured if measured[k] != shipped[k]} == {"name", "description"}
