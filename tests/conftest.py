@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
+# the CLI's console wraps at the terminal's width (80 without one), which splits long tmp paths in the messages
+# the tests read; a wide console keeps them whole wherever the suite runs (a terminal, nohup, CI)
+os.environ["COLUMNS"] = "250"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

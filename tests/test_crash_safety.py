@@ -203,9 +203,10 @@ def test_a_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(
     real = pl.Trainer.save_checkpoint
     calls = {"n": 0}
 
-    def full_on_the_third_save(self, filepath, *args, **kwargs):  # epoch 0 writes last + best
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def full_on_the_third_save(self, filepath, *args, **kwargs):  # the second last.ckpt: epoch 1's
+        # (counted by name: whether epoch 1 also writes best.ckpt, and first, depends on the CPU's rounding)
+        calls["n"] += "last" in Path(filepath).name
+        if calls["n"] == 2 and "last" in Path(filepath).name:
             Path(filepath).write_bytes(b"PK\x03\x04 half a checkpoint")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
         return real(self, filepath, *args, **kwargs)
@@ -215,8 +216,10 @@ def test_a_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(
     res = CliRunner().invoke(app, ["train", "--out", str(run), *TRAIN_ARGS])
     assert res.exit_code == 1, res.output
     last = RunPaths(run).checkpoint("last")
-    text = " ".join(res.output.split())
-    assert f"no space left on the device while writing {last}: the previous last.ckpt is intact" in text
+    text = "".join(res.output.split())  # the console may wrap anywhere, inside the path too
+    assert (
+        "".join(f"no space left on the device while writing {last}: the previous last.ckpt is intact".split()) in text
+    )
     assert "Traceback" not in text
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
     assert sorted(p.name for p in RunPaths(run).checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]

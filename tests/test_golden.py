@@ -38,6 +38,24 @@ GOLDEN: dict[int, tuple[float, float, float, float]] = {
 }
 
 
+#: the same run on the other CPU kind the suite meets: the fp32 kernels round differently there (AMD EPYC Zen 4,
+#: AVX-512 without AMX tiles; regenerated as the module docstring says, session 11), so each kind has its rows
+GOLDEN_NO_AMX: dict[int, tuple[float, float, float, float]] = {
+    0: (1.4519867897033691, 1.5815558433532715, 0.15434404969297774, 0.08894856770833333),
+    1: (1.374461869398753, 1.4401235580444336, 0.0258585920080361, 0.013311064674096589),
+}
+
+
+def golden_here() -> dict[int, tuple[float, float, float, float]]:
+    """The stored rows of this CPU's kind: with AMX tiles (where GOLDEN was stored) or AVX-512 without them;
+    skips elsewhere (no rows stored yet: regenerate them on that kind and add them)."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip(f"no golden rows stored for CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    return GOLDEN if torch.cpu._is_amx_tile_supported() else GOLDEN_NO_AMX
+
+
 def run_golden(out_dir: Path) -> list[dict[str, float]]:
     """Train the golden run into ``out_dir`` on the CPU and return its metrics.csv rows."""
     from polypseg.config import load_recipe
@@ -53,10 +71,11 @@ def _columns(row: dict[str, float]) -> tuple[float, float, float, float]:
 
 @pytest.mark.slow
 def test_golden_metrics_per_epoch(tmp_path: Path) -> None:
+    golden = golden_here()
     rows = run_golden(tmp_path / "golden")
-    assert [int(r["epoch"]) for r in rows] == sorted(GOLDEN)
+    assert [int(r["epoch"]) for r in rows] == sorted(golden)
     for r in rows:
-        train_loss, val_loss, val_dice, val_iou = GOLDEN[int(r["epoch"])]
+        train_loss, val_loss, val_dice, val_iou = golden[int(r["epoch"])]
         assert r["train_loss"] == pytest.approx(train_loss, abs=LOSS_TOL), r
         assert r["val_loss"] == pytest.approx(val_loss, abs=LOSS_TOL), r
         assert r["val_dice"] == pytest.approx(val_dice, abs=DICE_TOL), r
