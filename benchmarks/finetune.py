@@ -20,6 +20,7 @@ rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -50,6 +51,11 @@ def model_recipe_file(model: str) -> Path:
     RUNS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, dump_recipe(Recipe.model_validate(shipped.card["polypseg"]["recipe"])))
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file (which shipped weights a result used: a model name may be re-shipped)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, minutes: float,
@@ -88,6 +94,7 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
     result = {
         "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed,
         "recipe": Recipe.model_validate(find(model).card["polypseg"]["recipe"]).name,  # type: ignore[union-attr]
+        "weights_sha256": file_sha256(find(model).weights),  # type: ignore[union-attr]
         "cpu": cpu_model(), "bf16_units": has_bf16(), "scratch": scratch, "init": tuned,
         "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
         "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
@@ -102,6 +109,16 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
     return result
 
 
+def model_label(result: dict) -> str:
+    """The ``--init`` model of a result as the table names it: the model and its recipe, read from the card of
+    the weights the result used (its ``weights_sha256``) when they are the ones shipped now, else as recorded."""
+    shipped = find(result["model"])
+    if shipped is not None and result.get("weights_sha256") == file_sha256(shipped.weights):
+        recipe = shipped.card["recipe"]
+        return f"{result['model']} ({recipe.get('shipped_as', recipe['name'])}, {recipe['size']} px)"
+    return f"{result['model']} as shipped then ({result['recipe']}, {result['size']} px)"
+
+
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The fine-tuning section of ``docs/results.md`` from every result JSON."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("finetune-*.json"))]
@@ -110,12 +127,14 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
              "(picks the best epoch) and wall-clock budget for both runs; scored on a seeded 15 % test split at "
              "original resolution, threshold 0.5. Paired: `polypseg compare` over the same "
              "images (init minus scratch; 95 % bootstrap interval; sign-flip permutation p).", "",
-             "| data | budget | CPU (bf16 units) | scratch mDice (epochs) | `--init` mDice (epochs) | paired diff "
-             "[95 % CI] | p | images |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| data | `--init` model (its recipe) | budget | CPU (bf16 units) | scratch mDice (epochs) | "
+             "`--init` mDice (epochs) | paired diff "
+             "[95 % CI] | p | images |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         p, sc, it = r["paired_init_minus_scratch"], r["scratch"], r["init"]
         cpu = f"{r['cpu']} ({'yes' if r['bf16_units'] else 'no'})"
-        lines.append(f"| {Path(r['data']).name} | {r['budget_minutes']:g} min | {cpu} | {sc['mDice']:.4f} "
+        lines.append(f"| {Path(r['data']).name} | {model_label(r)} | {r['budget_minutes']:g} min | {cpu} "
+                     f"| {sc['mDice']:.4f} "
                      f"({sc['epochs_done']}) | {it['mDice']:.4f} ({it['epochs_done']}) | {p['diff']:+.4f} "
                      f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['p_value']:.4f} | {sc['n_test']} |")  # fmt: skip
     lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + ["", END]
