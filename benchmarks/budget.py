@@ -46,8 +46,7 @@ from generalise import (
     ROOT,
     RUNS,
     SHARED,
-    cpu_model,
-    has_bf16,
+    has_bf16_units,
     replace_section,
     run_folder,
     run_name,
@@ -57,7 +56,7 @@ from generalise import (
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, load_recipe
-from polypseg.device import lightning_precision, resolve_precision
+from polypseg.device import cpu_model_name, lightning_precision, resolve_precision
 from polypseg.errors import InputError
 from polypseg.evaluation.compare import per_image_csv, read_scores
 from polypseg.evaluation.stats import paired_comparison
@@ -243,7 +242,7 @@ def borrow_reference(minutes: float, seed: int) -> dict:
     """Store the budget's ``strong`` reference of another CPU as this CPU's (refused unless :func:`borrowable`,
     with the epoch time measured here by :func:`probe_epoch_seconds`), so that a candidate trained here is
     compared with it in this CPU's table; the row and its note say where it was trained."""
-    here = cpu_model()
+    here = cpu_model_name()
     path = result_path(minutes, seed)
     if not path.exists():
         raise SystemExit(f"no {minutes:g}-minute strong reference to borrow ({path.name})")
@@ -262,7 +261,7 @@ def borrow_reference(minutes: float, seed: int) -> dict:
             f"schedule counts epochs: a run here would keep the same epoch. Its epochs and timing are the other "
             f"CPU's")  # fmt: skip
     command = f"python benchmarks/budget.py --minutes {minutes:g} --seed {seed} --borrow-ref"
-    result = {**source, "cpu": here, "bf16_units": has_bf16(), "note": note, "command": command,
+    result = {**source, "cpu": here, "bf16_units": has_bf16_units(), "note": note, "command": command,
               "borrowed_from": {"cpu": source["cpu"], "result": path.name}, "probe_epoch_seconds": epoch_s,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     result.pop("epoch_seconds", None)  # the source's timing is not this CPU's: no shared-CPU note from it
@@ -420,7 +419,7 @@ def main() -> None:
     if not args.table:
         if not SHARED.exists():
             raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
-        print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'}); "
+        print(f"CPU: {cpu_model_name()} (bf16 units: {'yes' if has_bf16_units() else 'no'}); "
               f"{shlex.join(sys.argv)}", flush=True)  # fmt: skip
         if args.ref_scores_from is not None:
             restore_ref_scores(args.ref_scores_from, args.minutes, args.seed)

@@ -20,19 +20,19 @@ rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
 
-from generalise import cpu_model, has_bf16, replace_section
+from generalise import has_bf16_units, replace_section
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, dump_recipe, load_recipe
+from polypseg.device import cpu_model_name
 from polypseg.evaluation.compare import compare
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.training import fit, read_metrics
-from polypseg.zoo import find
+from polypseg.zoo import find, weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -51,11 +51,6 @@ def model_recipe_file(model: str) -> Path:
     RUNS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, dump_recipe(Recipe.model_validate(shipped.card["polypseg"]["recipe"])))
     return path
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file (which shipped weights a result used: a model name may be re-shipped)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, minutes: float,
@@ -94,8 +89,8 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
     result = {
         "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed,
         "recipe": Recipe.model_validate(find(model).card["polypseg"]["recipe"]).name,  # type: ignore[union-attr]
-        "weights_sha256": file_sha256(find(model).weights),  # type: ignore[union-attr]
-        "cpu": cpu_model(), "bf16_units": has_bf16(), "scratch": scratch, "init": tuned,
+        "weights_digest": weights_digest(find(model).weights),  # type: ignore[union-attr]
+        "cpu": cpu_model_name(), "bf16_units": has_bf16_units(), "scratch": scratch, "init": tuned,
         "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
         "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
         f"--seed {seed}",
@@ -111,9 +106,10 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
 
 def model_label(result: dict) -> str:
     """The ``--init`` model of a result as the table names it: the model and its recipe, read from the card of
-    the weights the result used (its ``weights_sha256``) when they are the ones shipped now, else as recorded."""
+    the weights the result used (its ``weights_digest``, :func:`polypseg.zoo.weights_digest`) when they are the
+    ones shipped now, else as recorded."""
     shipped = find(result["model"])
-    if shipped is not None and result.get("weights_sha256") == file_sha256(shipped.weights):
+    if shipped is not None and result.get("weights_digest") == weights_digest(shipped.weights):
         recipe = shipped.card["recipe"]
         return f"{result['model']} ({recipe.get('shipped_as', recipe['name'])}, {recipe['size']} px)"
     return f"{result['model']} as shipped then ({result['recipe']}, {result['size']} px)"
@@ -153,7 +149,7 @@ def main() -> None:
     if not args.table:
         if not Path(args.data).exists():
             raise SystemExit(f"{args.data} is absent: this benchmark needs the polyp data")
-        print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'})", flush=True)
+        print(f"CPU: {cpu_model_name()} (bf16 units: {'yes' if has_bf16_units() else 'no'})", flush=True)
         for minutes in args.minutes:
             run_budget(args.data, args.model, minutes, args.size, args.seed)
     write_table()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import shutil
 import statistics
 import time
@@ -37,11 +36,13 @@ from pathlib import Path
 import yaml
 
 from polypseg.config import load_recipe
+from polypseg.device import cpu_bf16_kind, cpu_model_name
 from polypseg.evaluation.compare import read_scores
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.evaluation.sets import evaluate_sets
 from polypseg.evaluation.tune import tune_threshold
 from polypseg.training import fit, read_metrics
+from polypseg.training.env import training_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -109,16 +110,9 @@ def run_folder(result: dict) -> Path:
                            result["seed"], result.get("tag", ""))  # fmt: skip
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def has_bf16() -> bool:
-    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def has_bf16_units() -> bool:
+    """Whether this CPU has bf16 matrix units (the tables' "bf16 units" column)."""
+    return cpu_bf16_kind() is not None
 
 
 def _link_pairs(rows: list[dict], root: Path) -> Path:
@@ -211,8 +205,8 @@ def run_one(
     result = {
         "experiment": exp, "recipe": recipe_name, "tag": tag, "overrides": extra or {}, "size": size, "seed": seed,
         "budget_minutes": minutes,
-        "cpu": cpu_model(), "bf16_units": has_bf16(), "threads": env.get("torch_threads"),
-        "precision_used": env.get("precision"), "epochs_done": len(rows), "train_seconds_this_call": train_s,
+        "cpu": cpu_model_name(), "bf16_units": has_bf16_units(), "threads": env.get("torch_threads"),
+        "precision_used": training_precision(env), "epochs_done": len(rows), "train_seconds_this_call": train_s,
         "epoch_seconds": epoch_seconds(rows),
         "threshold": sweep.best, "tta": tta, "train_data": data,
         **({"weights_from": weights_from.name} if weights_from is not None else {}),
@@ -286,7 +280,7 @@ def main() -> None:
     if not args.table:
         if not SHARED.exists():
             raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
-        print(f"CPU: {cpu_model()} (bf16 units: {'yes' if has_bf16() else 'no'})", flush=True)
+        print(f"CPU: {cpu_model_name()} (bf16 units: {'yes' if has_bf16_units() else 'no'})", flush=True)
         for exp in args.experiments:
             run_one(exp, args.recipe, args.minutes, args.size, args.seed)
     write_table()

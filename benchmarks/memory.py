@@ -40,21 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from polypseg.data.io import read_image, read_mask
+from polypseg.device import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``lscpu``, else ``/proc/cpuinfo``) and the number of CPUs."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
-    except (OSError, subprocess.CalledProcessError):
-        text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-        return f"{names[0] if names else platform.processor() or '?'}, {os.cpu_count()} CPUs"
 
 
 def build_npz(data: Path, out: Path, limit: int | None = None) -> int:
@@ -159,7 +148,7 @@ def main() -> None:
         commands[f"train{size}-cached"] = (train, f"cache{size}")  # same cache folder: built by the run before
     results: dict = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "cpu": cpu_model(),
+        "cpu": cpu_description(),
         "platform": platform.platform(),
         "numpy": np.__version__,
         "npz": {

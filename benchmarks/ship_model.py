@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 from pathlib import Path
 
 import torch
 import yaml
 
 from polypseg import zoo
+from polypseg.config import Recipe, builtin_recipe_for
 from polypseg.evaluation import evaluate, tune_threshold
 from polypseg.paths import RunPaths, read_metrics
+from polypseg.training.env import training_cpu, training_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "src" / "polypseg" / "zoo"
@@ -37,17 +37,6 @@ ATTRIBUTION = (
     "Ali, S. et al. A multi-centre polyp detection and segmentation dataset for generalisability assessment. "
     "Scientific Data 10, 75 (2023). https://doi.org/10.1038/s41597-023-01981-y"
 )
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "")
-    units = "AMX bf16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no bf16 units"
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} cores ({units})"
 
 
 def scores(summary: dict) -> dict:
@@ -143,6 +132,7 @@ def main() -> None:
         t.numel() for t in zoo.state_dict(zoo.ShippedModel(args.name, {}, weights)).values() if t.is_floating_point()
     )
     size = recipe["data"]["size"]
+    training_seconds = sum(r.get("seconds", 0) for r in rows)
     tuned = "tuned on PolypGen val (max mean Dice, nearest 0.5 within 0.005)"
     card = {
         "name": args.name,
@@ -161,15 +151,15 @@ def main() -> None:
             "validation": "PolypGen val split (140 frames): model selection and the threshold",
         },
         "recipe": {
-            "name": recipe["name"],
+            "name": builtin_recipe_for(Recipe.model_validate(recipe)) or f"{recipe['name']} (modified)",
             "epochs_trained": len(rows),
             "best_epoch": int(torch.load(run.checkpoint("best"), weights_only=True)["polypseg"]["epoch"]),
             "budget_minutes": budget,
             "size": size,
-            "precision": env.get("precision"),
+            "precision": training_precision(env),
             "seed": recipe["seed"],
         },
-        "compute": {"cpu": cpu_model(), "training_hours": round(sum(r.get("seconds", 0) for r in rows) / 3600, 2)},
+        "compute": {"cpu": training_cpu(env), "training_hours": round(training_seconds / 3600, 2)},
         "threshold": {"value": sweep.best, "source": tuned},
         "weights_dtype": "float16",
         "figures": {

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import random
 import signal
 import subprocess
@@ -33,15 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from polypseg.device import cpu_model_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 class Soak:
@@ -226,7 +220,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "polypseg", "data", "synthetic", str(data), "--n", opts.get("n", "240"),
                         "--size", opts.get("size", "96"), "--seed", opts.get("seed", "0")], check=True)  # fmt: skip
         args.data = str(data)
-    print(f"soak in {soak.work} on {cpu_model()}; bound {args.minutes:g} min", flush=True)
+    print(f"soak in {soak.work} on {cpu_model_name()}; bound {args.minutes:g} min", flush=True)
     status = "complete"
     t0 = time.monotonic()
     try:
@@ -247,7 +241,7 @@ def main() -> None:
           f"{len(soak.events) - missed} stops landed, {missed} missed; {elapsed / 60:.1f} min", flush=True)  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"cpu": cpu_model(), "args": vars(args), "status": status, "passed": ok,
+    out.write_text(json.dumps({"cpu": cpu_model_name(), "args": vars(args), "status": status, "passed": ok,
                                "elapsed_s": round(elapsed, 1), "stops": soak.events, "checks": soak.checks},
                               indent=1))  # fmt: skip
     print(f"written: {out}")

@@ -24,6 +24,7 @@ import torch
 from typer.testing import CliRunner
 
 from polypseg.cli import app
+from polypseg.device import cpu_description
 from polypseg.paths import RunPaths
 from polypseg.runlock import LOCK_NAME
 
@@ -95,6 +96,8 @@ def test_sigkill_after_the_second_checkpoint_then_resume_equals_an_uninterrupted
     assert proc.returncode == -signal.SIGKILL
     assert len(_rows(run)) < EPOCHS, "the run finished before the kill: make it longer"
     assert (run / LOCK_NAME).exists()  # a killed process cannot clean up: resume takes over its stale lock
+    killed_session = json.loads((run / "env.json").read_text())  # how it trained, though it never finished
+    assert killed_session["precision"] in ("32-true", "bf16-mixed") and killed_session["cpu"] == cpu_description()
     resumed = subprocess.run(
         [sys.executable, "-m", "polypseg", "train", "--out", str(run), "--resume", "--no-progress", "--no-tune"],
         capture_output=True, text=True, timeout=600,
@@ -103,6 +106,8 @@ def test_sigkill_after_the_second_checkpoint_then_resume_equals_an_uninterrupted
     assert "taking over the lock" in resumed.stdout
     _assert_same_run(uninterrupted, run)
     assert not (run / LOCK_NAME).exists()
+    env = json.loads((run / "env.json").read_text())
+    assert env["resumes"][0]["precision"] == killed_session["precision"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

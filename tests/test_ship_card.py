@@ -54,3 +54,65 @@ def test_figures_mean_over_sets_and_image_weighted() -> None:
     assert f["validation_mdice"] == 0.65 and f["validation"]["images"] == 140
     assert f["external_mean_mdice"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
     assert f["external_image_weighted_mdice"] == pytest.approx(0.79)  # (900 * 0.8 + 100 * 0.7) / 1000
+
+
+def test_the_card_names_the_built_in_recipe_that_trained_the_model() -> None:
+    """The shipped model came from a budget candidate (``strong`` plus changes, frozen under the name
+    ``strong``); its card must name the built-in recipe that trains the same thing (``cpu-2h``), not the base."""
+    from polypseg.config import Recipe, builtin_recipe_for, load_recipe, training_settings
+
+    card = _shipped()
+    frozen = Recipe.model_validate(card["polypseg"]["recipe"])
+    assert builtin_recipe_for(frozen) == card["recipe"]["name"]
+    assert training_settings(load_recipe(card["recipe"]["name"])) == training_settings(frozen)
+    assert training_settings(load_recipe("strong")) != training_settings(frozen)  # the stride-2 stem, the cosine
+
+
+def test_a_recipe_with_changes_of_its_own_matches_no_built_in_one() -> None:
+    from polypseg.config import builtin_recipe_for, load_recipe
+
+    assert builtin_recipe_for(load_recipe("strong", {"seed": 3, "data.val_fraction": 0.2})) == "strong"
+    assert builtin_recipe_for(load_recipe("strong", {"model.args.base": 24})) is None
+
+
+def test_the_card_takes_the_training_precision_and_cpu_from_the_run_not_from_the_shipping_machine() -> None:
+    from polypseg.training.env import training_cpu, training_precision
+
+    """A run paused and resumed records its precision and CPU per session (``resumes``); a session killed by
+    the pause has no end-of-run fields. The card reads every session."""
+    env = {"cpu": "AMD EPYC, 2 cores (AVX512-BF16)", "precision_resolved": "bf16",
+           "resumes": [{"cpu": "AMD EPYC, 2 cores (AVX512-BF16)", "precision": "bf16-mixed"}]}  # fmt: skip
+    assert training_precision(env) == "bf16-mixed"
+    assert training_cpu(env) == "AMD EPYC, 2 cores (AVX512-BF16)"
+    two = {"cpu": "Intel Xeon, 2 cores (AMX bf16)", "precision": "bf16-mixed",
+           "resumes": [{"cpu": "AMD EPYC, 2 cores (no bf16 units)", "precision": "32-true"}]}  # fmt: skip
+    assert training_precision(two) == "bf16-mixed, then 32-true"
+    assert training_cpu(two) == "Intel Xeon, 2 cores (AMX bf16), then AMD EPYC, 2 cores (no bf16 units)"
+
+
+def test_the_shipped_card_states_a_precision() -> None:
+    assert _shipped()["recipe"]["precision"] in ("bf16-mixed", "32-true", "16-mixed")
+
+
+def test_the_card_embedded_in_the_weights_is_the_json_card() -> None:
+    """A loose ``.safetensors`` file describes itself: its metadata holds the same card as the JSON."""
+    from safetensors import safe_open
+
+    with safe_open(str(ZOO / "polyp-unet16.safetensors"), "pt") as weights:
+        assert json.loads(weights.metadata()["polypseg_card"]) == _shipped()
+
+
+def test_the_weights_digest_follows_the_tensors_not_the_metadata(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from polypseg.zoo import weights_digest
+
+    tensors = {"a.weight": torch.arange(6, dtype=torch.float16).reshape(2, 3), "n": torch.tensor(3)}
+    save_file(tensors, str(tmp_path / "one.safetensors"), metadata={"polypseg_card": "{}"})
+    save_file(tensors, str(tmp_path / "two.safetensors"), metadata={"polypseg_card": '{"name": "x"}'})
+    changed = {**tensors, "a.weight": tensors["a.weight"].clone().index_fill_(1, torch.tensor([2]), 9.0)}
+    save_file(changed, str(tmp_path / "three.safetensors"))
+    one, two, three = (weights_digest(tmp_path / f"{n}.safetensors") for n in ("one", "two", "three"))
+    assert one == two != three
+    assert (tmp_path / "one.safetensors").read_bytes() != (tmp_path / "two.safetensors").read_bytes()

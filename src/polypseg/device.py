@@ -17,6 +17,8 @@ Lightning's spellings are accepted everywhere and mean the same: ``32-true``, ``
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -71,6 +73,33 @@ def cpu_has_bf16_units() -> bool:
         except RuntimeError:
             continue
     return False
+
+
+def _cpuinfo(key: str) -> str:
+    """The first ``key`` line of ``/proc/cpuinfo`` (``model name``, ``flags``), or "" where there is none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.split(":", 1)[0].strip() == key), "")
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (``AMD EPYC``, ``Intel(R) Xeon(R) Processor``): the key under which speed and
+    budget results are filed."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_bf16_kind() -> str | None:
+    """The CPU's bf16 matrix units by its flags: ``"AMX bf16"``, ``"AVX512-BF16"``, or None (the hardware;
+    :func:`cpu_has_bf16_units` also honours a cap set with ``ONEDNN_MAX_CPU_ISA``)."""
+    flags = _cpuinfo("flags").split()
+    return "AMX bf16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+
+
+def cpu_description() -> str:
+    """Model, cores and bf16 units in one line: ``AMD EPYC, 2 cores (AVX512-BF16)``."""
+    return f"{cpu_model_name()}, {os.cpu_count()} cores ({cpu_bf16_kind() or 'no bf16 units'})"
 
 
 def device_type(accelerator: str = "auto") -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any, Protocol
 import torch
 
 from polypseg.atomic import atomic_write_text
+from polypseg.device import cpu_model_name
 from polypseg.errors import InputError
 from polypseg.paths import cache_root
 
@@ -123,16 +123,6 @@ def time_forward(predictor: Runner, repeats: int = 3) -> float:
     return statistics.median(times) / predictor.batch_size
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _decisions_file() -> Path:
     return cache_root() / "backends.json"
 
@@ -152,7 +142,7 @@ def choose_auto(
             "torch", "auto: torch (ONNX Runtime is not installed: pip install -e '.[onnx]')"
         )
     torch_pred = build("torch")
-    key = "|".join(map(str, (file_digest(checkpoint), _cpu_model(), torch.get_num_threads(), torch_pred.batch_size,
+    key = "|".join(map(str, (file_digest(checkpoint), cpu_model_name(), torch.get_num_threads(), torch_pred.batch_size,
                              torch_pred.tta, torch_pred.precision)))  # fmt: skip
     store = _decisions_file()
     decisions = json.loads(store.read_text()) if store.exists() else {}
@@ -170,6 +160,6 @@ def choose_auto(
     gc.collect()
     precision = "fp32" if torch_pred.precision == "32" else torch_pred.precision
     reason = (f"auto: {name} (network {1e3 * known['onnx']:.1f} ms/frame in ONNX Runtime fp32 against "
-              f"{1e3 * known['torch']:.1f} in torch {precision} on {_cpu_model()}, {torch.get_num_threads()} "
+              f"{1e3 * known['torch']:.1f} in torch {precision} on {cpu_model_name()}, {torch.get_num_threads()} "
               f"threads; measured {known['time']}, kept in {store})")  # fmt: skip
     return pred, BackendChoice(name, reason)

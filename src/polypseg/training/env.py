@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from polypseg.device import cpu_description
+
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that decide a model's numbers."""
@@ -36,6 +38,7 @@ def env_info() -> dict[str, Any]:
         "versions": versions(),
         "platform": platform.platform(),
         "processor": platform.processor(),
+        "cpu": cpu_description(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -45,3 +48,24 @@ def env_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def _sessions(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's training sessions in order: the first (``env.json`` itself), then each ``--resume``."""
+    return [env, *env.get("resumes", [])]
+
+
+def _distinct(values: list[Any]) -> str | None:
+    seen = list(dict.fromkeys(v for v in values if v))
+    return ", then ".join(seen) if seen else None
+
+
+def training_precision(env: dict[str, Any]) -> str | None:
+    """The precision (Lightning's name) every session of the run trained with, in order, without repeats."""
+    return _distinct([s.get("precision") for s in _sessions(env)])
+
+
+def training_cpu(env: dict[str, Any]) -> str:
+    """The CPU every session of the run trained on, in order, without repeats; for a run recorded before
+    ``env.json`` held the CPU, this machine's."""
+    return _distinct([s.get("cpu") for s in _sessions(env)]) or cpu_description()

@@ -199,9 +199,10 @@ def _train(
         samples, split, recipe.data.size, recipe.data.batch_size, recipe.data.augment, recipe.data.num_workers,
         seed=recipe.seed,
     )  # fmt: skip
+    precision = lightning_precision(resolve_precision(recipe.precision, accelerator))
     dm.setup("fit")  # read and cache every pair (raising DataError for any bad one) before writing a file
     if rank0:
-        write_run_files(run, recipe, data, layout, max_minutes, loggers, split, samples, resume, init)
+        write_run_files(run, recipe, data, layout, max_minutes, loggers, split, samples, resume, init, precision)
 
     budget = TrainingBudget(max_minutes * 60 if max_minutes else None)
     module = SegModule(recipe, preprocess, budget_fraction=budget.fraction if max_minutes else None)
@@ -218,7 +219,7 @@ def _train(
         callbacks.append(RichProgressBar(leave=True))
     trainer = pl.Trainer(
         **trainer_kwargs,
-        precision=lightning_precision(resolve_precision(recipe.precision, accelerator)),
+        precision=precision,
         max_epochs=recipe.epochs,
         logger=build_loggers(loggers, run.root) or False,
         callbacks=callbacks,

@@ -87,10 +87,13 @@ def write_run_files(
     samples: Sequence,
     resume: bool,
     init: tuple[dict[str, torch.Tensor], dict[str, int]] | None,
+    precision: str,
 ) -> None:
     """``config.yaml``, ``split.json`` (with each image's content fingerprint) and ``env.json``, written
     by rank 0 once the data are known to be readable. A resume rewrites ``config.yaml`` only (it may
-    extend epochs or the budget) and appends its environment to ``env.json``."""
+    extend epochs or the budget) and appends its environment to ``env.json``. Each session's entry holds the
+    CPU and the ``precision`` it trains with (Lightning's name) from its start, so a session that is killed
+    still says how it trained."""
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.config, yaml.safe_dump(frozen_config(recipe, data, layout, max_minutes, loggers),
                                                  sort_keys=False))  # fmt: skip
@@ -99,9 +102,9 @@ def write_run_files(
                                        "fingerprints": fingerprints(samples)})  # fmt: skip
     if resume and run.env.exists():
         env = json.loads(run.env.read_text())
-        env.setdefault("resumes", []).append(env_info())
+        env.setdefault("resumes", []).append({**env_info(), "precision": precision})
     else:
-        env = env_info()
+        env = {**env_info(), "precision": precision}
     if init is not None:
         env["init_weights"] = {"path": recipe.init_weights, **init[1]}
     atomic_write_text(run.env, json.dumps(env, indent=1))

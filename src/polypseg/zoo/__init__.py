@@ -69,6 +69,20 @@ def state_dict(model: ShippedModel) -> dict[str, torch.Tensor]:
     return read_tensors(model.weights)
 
 
+def weights_digest(path: Path) -> str:
+    """SHA-256 over a ``.safetensors`` file's tensors as stored (names, dtypes, shapes and bytes, by name),
+    not its metadata: the identity of the weights, kept when only the embedded card is rewritten."""
+    import hashlib
+
+    from safetensors.torch import load_file
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(load_file(str(path)).items()):
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load(model: ShippedModel) -> tuple[nn.Module, dict[str, Any]]:
     """Build the shipped model in eval mode and return it with its metadata (as a checkpoint's)."""
     meta = dict(model.card["polypseg"])
