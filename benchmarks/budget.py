@@ -48,6 +48,7 @@ from generalise import (
     SHARED,
     has_bf16_units,
     replace_section,
+    result_file,
     run_folder,
     run_name,
     run_one,
@@ -302,7 +303,7 @@ def keep_scores(path: Path) -> dict:
 
 def result_path(minutes: float, seed: int, tag: str = "ref", size: int = BASE_SIZE) -> Path:
     """Where the result of one candidate (tag) of this budget and seed is stored."""
-    return RESULTS / f"generalise-{run_name('polypgen', 'strong', minutes, size, seed, tag)}.json"
+    return result_file(run_name("polypgen", "strong", minutes, size, seed, tag))
 
 
 def restore_ref_scores(model: str, minutes: float, seed: int) -> dict:

@@ -104,6 +104,11 @@ def run_name(exp: str, recipe_name: str, minutes: float, size: int, seed: int, t
     return f"{exp}-{recipe_name}{'+' + tag if tag else ''}-{size}px-s{seed}-{minutes:g}min"
 
 
+def result_file(name: str) -> Path:
+    """The stored result of the experiment whose run is called ``name`` (:func:`run_name`)."""
+    return RESULTS / f"generalise-{name}.json"
+
+
 def run_folder(result: dict) -> Path:
     """The run folder of a stored result."""
     return RUNS / run_name(result["experiment"], result["recipe"], result["budget_minutes"], result["size"],
@@ -178,7 +183,7 @@ def run_one(
     test-time augmentation. ``weights_from``: a finished run folder whose training is reused (copied,
     without its evaluations) instead of training: a test-time-only candidate."""
     name = run_name(exp, recipe_name, minutes, size, seed, tag)
-    out_json = RESULTS / f"generalise-{name}.json"
+    out_json = result_file(name)
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())

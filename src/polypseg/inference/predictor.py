@@ -151,9 +151,17 @@ class Predictor:
             onnx_path = cached_onnx(path, calibrate if backend == "onnx-int8" else None, log)
             return cls._from_onnx(onnx_path, threshold, **kwargs)
         model, meta = load_model(path)
+        return cls._with_meta(model, meta, threshold, **kwargs)
+
+    @classmethod
+    def _with_meta(cls, model: torch.nn.Module | None, meta: dict, threshold: float | None,
+                   **kwargs: object) -> Predictor:  # fmt: skip
+        """A predictor of ``model`` (None: ``onnx_session`` in ``kwargs``) preprocessing as the model's metadata
+        says, holding that metadata, and thresholding at ``threshold`` or, when None, at the model's stored
+        threshold per TTA mode."""
         pre = meta["preprocess"]
         thr = 0.5 if threshold is None else threshold
-        pred = cls(model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)
+        pred = cls(model, pre["size"], pre["mean"], pre["std"], threshold=thr, **kwargs)  # type: ignore[arg-type]
         pred.meta = meta
         if threshold is None:
             pred.use_stored_thresholds(meta)
@@ -185,18 +193,10 @@ class Predictor:
         from polypseg.inference.export import read_onnx_meta
         from polypseg.inference.onnx_session import ort_session
 
-        session = ort_session(path)
-        meta = read_onnx_meta(path)
-        pre = meta["preprocess"]
         kwargs.pop("device", None)
         kwargs.pop("precision", None)  # the exported graph is fp32 (or int8)
-        thr = 0.5 if threshold is None else threshold
-        pred = cls(None, pre["size"], pre["mean"], pre["std"], threshold=thr, device="cpu", onnx_session=session,
-                   **kwargs)  # type: ignore[arg-type]  # fmt: skip
-        pred.meta = meta
-        if threshold is None:
-            pred.use_stored_thresholds(meta)
-        return pred
+        return cls._with_meta(None, read_onnx_meta(path), threshold, device="cpu", onnx_session=ort_session(path),
+                              **kwargs)  # fmt: skip
 
     def run_network(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(N, S, S)`` float32 on the CPU for a standardised batch ``(N, 3, S, S)`` (the
