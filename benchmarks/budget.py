@@ -10,8 +10,9 @@ budget, a finished candidate is skipped), then scored on PolypGen val and, whole
 and CVC-ClinicDB (550): the ``polypgen`` experiment of ``generalise.py``, with the candidate's
 overrides.
 
-Results: ``benchmarks/results/generalise-polypgen-strong+<candidate>-<size>px-s<seed>-<minutes>min.json``
-(the reference ``strong`` has the tag ``ref``); ``--table`` (also run at the end) rebuilds
+Results: ``benchmarks/results/generalise-polypgen-strong+<candidate>-<size>px-s<seed>-<minutes>min-on-<cpu>.json``
+(the reference ``strong`` has the tag ``ref``; results from before session 12 lack ``-on-<cpu>`` and record their
+CPU inside; a result of one CPU is never taken as done on another); ``--table`` (also run at the end) rebuilds
 the budget section of ``docs/results.md``: per budget and CPU, each candidate's epochs, validation
 mDice, external mDice per set and their mean, and the differences from ``strong``.
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import shutil
 import statistics
@@ -49,6 +49,7 @@ from generalise import (
     has_bf16_units,
     replace_section,
     result_file,
+    result_files,
     run_folder,
     run_name,
     run_one,
@@ -244,12 +245,14 @@ def borrow_reference(minutes: float, seed: int) -> dict:
     with the epoch time measured here by :func:`probe_epoch_seconds`), so that a candidate trained here is
     compared with it in this CPU's table; the row and its note say where it was trained."""
     here = cpu_model_name()
-    path = result_path(minutes, seed)
-    if not path.exists():
-        raise SystemExit(f"no {minutes:g}-minute strong reference to borrow ({path.name})")
+    name = run_name("polypgen", "strong", minutes, BASE_SIZE, seed, "ref")
+    if result_path(minutes, seed).exists():
+        raise SystemExit(f"{result_path(minutes, seed).name}: this CPU ({here}) has its reference: nothing to borrow")
+    others = [p for p in result_files(name) if "borrowed_from" not in json.loads(p.read_text())]
+    if not others:
+        raise SystemExit(f"no {minutes:g}-minute strong reference of another CPU to borrow (generalise-{name}*.json)")
+    path = others[0]
     source = json.loads(path.read_text())
-    if source["cpu"] == here:
-        raise SystemExit(f"{path.name} was measured on this CPU ({here}): nothing to borrow")
     epoch_s, timed = probe_epoch_seconds(seed)
     problems = borrowable(source, minutes, seed, epoch_s)
     if problems:
@@ -266,8 +269,7 @@ def borrow_reference(minutes: float, seed: int) -> dict:
               "borrowed_from": {"cpu": source["cpu"], "result": path.name}, "probe_epoch_seconds": epoch_s,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     result.pop("epoch_seconds", None)  # the source's timing is not this CPU's: no shared-CPU note from it
-    slug = re.sub(r"[^a-z0-9]+", "-", here.lower()).strip("-")
-    out = path.with_name(f"{path.stem}-on-{slug}.json")
+    out = result_path(minutes, seed)
     atomic_write_text(out, json.dumps(result, indent=1))
     print(f"borrowed {path.name} as {out.name}: {note}")
     return result
@@ -301,9 +303,10 @@ def keep_scores(path: Path) -> dict:
     return result
 
 
-def result_path(minutes: float, seed: int, tag: str = "ref", size: int = BASE_SIZE) -> Path:
-    """Where the result of one candidate (tag) of this budget and seed is stored."""
-    return result_file(run_name("polypgen", "strong", minutes, size, seed, tag))
+def result_path(minutes: float, seed: int, tag: str = "ref", size: int = BASE_SIZE, cpu: str | None = None) -> Path:
+    """Where the result of one candidate (tag) of this budget and seed is stored for ``cpu`` (default: this
+    CPU; :func:`generalise.result_file`)."""
+    return result_file(run_name("polypgen", "strong", minutes, size, seed, tag), cpu)
 
 
 def restore_ref_scores(model: str, minutes: float, seed: int) -> dict:

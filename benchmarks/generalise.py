@@ -19,8 +19,8 @@ continues with the rest of its budget, a finished result is skipped), then ``pol
 the external sets (``evaluation.sets``: checked external by content, the table with mDice, mIoU,
 weighted F, S, E and MAE). The external sets are scored at the threshold tuned on the run's own
 validation images (never on a test set). Results: ``benchmarks/results/generalise-<exp>-<recipe>-<size>px-
-<minutes>min.json``; ``--table`` (also run at the end) rebuilds the section of ``docs/results.md``
-between the generalisation markers.
+<minutes>min-on-<cpu>.json`` (:func:`result_file`); ``--table`` (also run at the end) rebuilds the section
+of ``docs/results.md`` between the generalisation markers.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import statistics
 import time
@@ -104,9 +105,27 @@ def run_name(exp: str, recipe_name: str, minutes: float, size: int, seed: int, t
     return f"{exp}-{recipe_name}{'+' + tag if tag else ''}-{size}px-s{seed}-{minutes:g}min"
 
 
-def result_file(name: str) -> Path:
-    """The stored result of the experiment whose run is called ``name`` (:func:`run_name`)."""
-    return RESULTS / f"generalise-{name}.json"
+def cpu_slug(cpu: str) -> str:
+    """A CPU's model name as a file-name part: ``AMD EPYC`` -> ``amd-epyc``."""
+    return re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
+
+
+def result_files(name: str) -> list[Path]:
+    """Every stored result of the experiment whose run is called ``name`` (:func:`run_name`), one per CPU:
+    ``generalise-<name>-on-<cpu>.json``, and the older ``generalise-<name>.json`` (its CPU is inside)."""
+    return sorted(p for p in [RESULTS / f"generalise-{name}.json", *RESULTS.glob(f"generalise-{name}-on-*.json")]
+                  if p.exists())  # fmt: skip
+
+
+def result_file(name: str, cpu: str | None = None) -> Path:
+    """Where the result of the experiment whose run is called ``name`` is stored for ``cpu`` (default: this
+    one's model name): the older file without the CPU in its name when that is the one it records, else
+    ``generalise-<name>-on-<cpu>.json``. A result measured on one CPU is never taken as done on another."""
+    cpu = cpu or cpu_model_name()
+    older = RESULTS / f"generalise-{name}.json"
+    if older.exists() and json.loads(older.read_text()).get("cpu") == cpu:
+        return older
+    return RESULTS / f"generalise-{name}-on-{cpu_slug(cpu)}.json"
 
 
 def run_folder(result: dict) -> Path:

@@ -197,3 +197,20 @@ def test_cpu_2h_is_the_measured_realtime_cosine_candidate() -> None:
     measured = load_recipe("strong", {"data.size": size, **overrides}).model_dump()
     shipped = load_recipe("cpu-2h").model_dump()
     assert {k for k in measured if measured[k] != shipped[k]} == {"name", "description"}
+
+
+def test_a_result_measured_on_another_cpu_is_not_taken_as_done_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Defect: result files were named without the CPU, so a candidate measured on one CPU kind was skipped as
+    done on another, whose table then lacked it."""
+    import json
+
+    monkeypatch.setattr(generalise, "RESULTS", tmp_path)
+    name = "polypgen-strong+realtime-256px-s0-20min"
+    assert generalise.result_file(name, "AMD EPYC").name == f"generalise-{name}-on-amd-epyc.json"
+    (tmp_path / f"generalise-{name}.json").write_text(json.dumps({"cpu": "Intel(R) Xeon(R) Processor"}))
+    assert generalise.result_file(name, "Intel(R) Xeon(R) Processor").name == f"generalise-{name}.json"  # older
+    assert generalise.result_file(name, "AMD EPYC").name == f"generalise-{name}-on-amd-epyc.json"
+    (tmp_path / f"generalise-{name}-on-amd-epyc.json").write_text(json.dumps({"cpu": "AMD EPYC"}))
+    assert [p.name for p in generalise.result_files(name)] == [
+        f"generalise-{name}-on-amd-epyc.json", f"generalise-{name}.json"]  # fmt: skip
+    assert generalise.cpu_slug("Intel(R) Xeon(R) Processor") == "intel-r-xeon-r-processor"
