@@ -26,9 +26,10 @@ import torch
 import yaml
 
 from polypseg import zoo
-from polypseg.config import Recipe, builtin_recipe_for
+from polypseg.config import Recipe
 from polypseg.evaluation import evaluate, tune_threshold
 from polypseg.paths import RunPaths, read_metrics
+from polypseg.recipe_identity import builtin_recipe_for
 from polypseg.training.env import training_cpu, training_precision
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,6 +26,7 @@ STAGE_RANK: dict[str, float] = {
     "models": 1,
     "losses": 1,
     "config": 2,
+    "recipe_identity": 2.2,
     "checkpoint": 2,
     "zoo": 2.5,
     "inference": 3,

@@ -59,7 +59,8 @@ def test_figures_mean_over_sets_and_image_weighted() -> None:
 def test_the_card_names_the_built_in_recipe_that_trained_the_model() -> None:
     """The shipped model came from a budget candidate (``strong`` plus changes, frozen under the name
     ``strong``); its card must name the built-in recipe that trains the same thing (``cpu-2h``), not the base."""
-    from polypseg.config import Recipe, builtin_recipe_for, load_recipe, training_settings
+    from polypseg.config import Recipe, load_recipe
+    from polypseg.recipe_identity import builtin_recipe_for, training_settings
 
     card = _shipped()
     frozen = Recipe.model_validate(card["polypseg"]["recipe"])
@@ -69,7 +70,8 @@ def test_the_card_names_the_built_in_recipe_that_trained_the_model() -> None:
 
 
 def test_a_recipe_with_changes_of_its_own_matches_no_built_in_one() -> None:
-    from polypseg.config import builtin_recipe_for, load_recipe
+    from polypseg.config import load_recipe
+    from polypseg.recipe_identity import builtin_recipe_for
 
     assert builtin_recipe_for(load_recipe("strong", {"seed": 3, "data.val_fraction": 0.2})) == "strong"
     assert builtin_recipe_for(load_recipe("strong", {"model.args.base": 24})) is None
