@@ -246,13 +246,14 @@ def borrow_reference(minutes: float, seed: int) -> dict:
     compared with it in this CPU's table; the row and its note say where it was trained."""
     here = cpu_model_name()
     name = run_name("polypgen", "strong", minutes, BASE_SIZE, seed, "ref")
-    if result_path(minutes, seed).exists():
-        raise SystemExit(f"{result_path(minutes, seed).name}: this CPU ({here}) has its reference: nothing to borrow")
-    others = [p for p in result_files(name) if "borrowed_from" not in json.loads(p.read_text())]
+    out = result_path(minutes, seed)
+    if out.exists():
+        raise SystemExit(f"{out.name}: this CPU ({here}) has its reference: nothing to borrow")
+    others = [(p, json.loads(p.read_text())) for p in result_files(name)]
+    others = [(p, r) for p, r in others if "borrowed_from" not in r]
     if not others:
         raise SystemExit(f"no {minutes:g}-minute strong reference of another CPU to borrow (generalise-{name}*.json)")
-    path = others[0]
-    source = json.loads(path.read_text())
+    path, source = others[0]
     epoch_s, timed = probe_epoch_seconds(seed)
     problems = borrowable(source, minutes, seed, epoch_s)
     if problems:
@@ -269,7 +270,6 @@ def borrow_reference(minutes: float, seed: int) -> dict:
               "borrowed_from": {"cpu": source["cpu"], "result": path.name}, "probe_epoch_seconds": epoch_s,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     result.pop("epoch_seconds", None)  # the source's timing is not this CPU's: no shared-CPU note from it
-    out = result_path(minutes, seed)
     atomic_write_text(out, json.dumps(result, indent=1))
     print(f"borrowed {path.name} as {out.name}: {note}")
     return result

@@ -111,7 +111,7 @@ def model_label(result: dict) -> str:
     shipped = find(result["model"])
     if shipped is not None and result.get("weights_digest") == weights_digest(shipped.weights):
         recipe = shipped.card["recipe"]
-        return f"{result['model']} ({recipe.get('shipped_as', recipe['name'])}, {recipe['size']} px)"
+        return f"{result['model']} ({recipe['name']}, {recipe['size']} px)"
     return f"{result['model']} as shipped then ({result['recipe']}, {result['size']} px)"
 
 
