@@ -13,7 +13,9 @@ shipped model (trained on PolypGen only, so Kvasir is a new centre to it). Each 
 threshold 0.5 (the images that chose the checkpoint are never the ones reported), and the pair is
 compared image by image with ``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip
 permutation p-value).
-Results: ``benchmarks/results/finetune-<data>-<minutes>min.json``; ``--table`` (also run at the end)
+Results: ``benchmarks/results/finetune-<data>-<model>-<size>px-s<seed>-<minutes>min-on-<cpu>.json`` (those from
+before session 14 lack ``-on-<cpu>`` and record their CPU inside; a result of one CPU is never taken as done on
+another); ``--table`` (also run at the end)
 rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
 """
 
@@ -24,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from generalise import has_bf16_units, replace_section
+from generalise import has_bf16_units, replace_section, result_file
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, dump_recipe, load_recipe
@@ -74,7 +76,7 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
     recipe = model_recipe_file(model)
     size = size or int(find(model).card["polypseg"]["preprocess"]["size"])  # type: ignore[union-attr]
     name = Path(data).name
-    out_json = RESULTS / f"finetune-{name}-{model}-{size}px-s{seed}-{minutes:g}min.json"
+    out_json = result_file(f"{name}-{model}-{size}px-s{seed}-{minutes:g}min", cpu_model_name(), "finetune", RESULTS)
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())

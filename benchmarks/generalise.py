@@ -117,15 +117,16 @@ def result_files(name: str) -> list[Path]:
                   if p.exists())  # fmt: skip
 
 
-def result_file(name: str, cpu: str | None = None) -> Path:
-    """Where the result of the experiment whose run is called ``name`` is stored for ``cpu`` (default: this
-    one's model name): the older file without the CPU in its name when that is the one it records, else
-    ``generalise-<name>-on-<cpu>.json``. A result measured on one CPU is never taken as done on another."""
-    cpu = cpu or cpu_model_name()
-    older = RESULTS / f"generalise-{name}.json"
+def result_file(name: str, cpu: str | None = None, benchmark: str = "generalise", folder: Path | None = None) -> Path:
+    """Where the result of the ``benchmark``'s experiment whose run is called ``name`` is stored for ``cpu``
+    (default: this one's model name): the older file without the CPU in its name when that is the one it
+    records, else ``<benchmark>-<name>-on-<cpu>.json``, in ``folder`` (default ``RESULTS``). A result of one
+    CPU is never taken as done on another."""
+    cpu, folder = cpu or cpu_model_name(), folder or RESULTS
+    older = folder / f"{benchmark}-{name}.json"
     if older.exists() and json.loads(older.read_text()).get("cpu") == cpu:
         return older
-    return RESULTS / f"generalise-{name}-on-{cpu_slug(cpu)}.json"
+    return folder / f"{benchmark}-{name}-on-{cpu_slug(cpu)}.json"
 
 
 def run_folder(result: dict) -> Path:

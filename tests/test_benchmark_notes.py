@@ -214,3 +214,30 @@ def test_a_result_measured_on_another_cpu_is_not_taken_as_done_here(tmp_path: Pa
     assert [p.name for p in generalise.result_files(name)] == [
         f"generalise-{name}-on-amd-epyc.json", f"generalise-{name}.json"]  # fmt: skip
     assert generalise.cpu_slug("Intel(R) Xeon(R) Processor") == "intel-r-xeon-r-processor"
+
+
+def test_a_finetune_result_of_another_cpu_is_not_taken_as_done_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Defect: finetune.py named its result files without the CPU, so a comparison measured on one CPU kind was
+    skipped as done on another (the twin of the defect above, in the fine-tuning benchmark)."""
+    import json
+
+    finetune = pytest.importorskip("finetune")
+    monkeypatch.setattr(finetune, "RESULTS", tmp_path)
+    monkeypatch.setattr(finetune, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(finetune, "cpu_model_name", lambda: "AMD EPYC")
+
+    class TrainedError(Exception):
+        pass
+
+    def train_and_score(*args, **kwargs):
+        raise TrainedError
+
+    monkeypatch.setattr(finetune, "train_and_score", train_and_score)
+    stored = "finetune-kvasir-polyp-unet16-192px-s0-10min"
+    (tmp_path / f"{stored}.json").write_text(json.dumps({"cpu": "Intel(R) Xeon(R) Processor"}))
+    with pytest.raises(TrainedError):  # the Intel result is not this CPU's: train
+        finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0)
+    (tmp_path / f"{stored}-on-amd-epyc.json").write_text(json.dumps({"cpu": "AMD EPYC", "mark": 1}))
+    assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0) == {"cpu": "AMD EPYC", "mark": 1}
+    monkeypatch.setattr(finetune, "cpu_model_name", lambda: "Intel(R) Xeon(R) Processor")
+    assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0) == {"cpu": "Intel(R) Xeon(R) Processor"}
