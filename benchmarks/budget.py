@@ -185,15 +185,18 @@ def adopt_reference(source: Path, minutes: float, seed: int) -> dict:
 
 def val_scores(result: dict) -> dict[str, float] | None:
     """``{image id: Dice}`` of a result on PolypGen val: kept in its JSON (``validation.per_image_dice``), else
-    read from its run folder's ``eval/val/per_image.csv``; None when neither exists (a result from before the
-    JSON kept them, on a machine without its run folder)."""
+    read from its run folder's ``eval/val/per_image.csv`` when that folder is its run (run folders do not name
+    the CPU: the folder of the same name may be another CPU's run, known by a mean that is not this result's
+    mDice); None otherwise (a result from before the JSON kept them, on a machine without its run folder)."""
     kept = result["validation"].get("per_image_dice")
     if kept:
         return kept
     try:
-        return read_scores(per_image_csv(run_folder(result) / "eval" / "val"), "dice")
+        scores = read_scores(per_image_csv(run_folder(result) / "eval" / "val"), "dice")
     except (FileNotFoundError, InputError):
         return None
+    mean = sum(scores.values()) / max(len(scores), 1)
+    return scores if abs(mean - result["validation"]["mDice"]) < 1e-9 else None
 
 
 def probe_epoch_seconds(seed: int, epochs: int = 3) -> tuple[float, int]:

@@ -150,6 +150,7 @@ def test_the_budget_table_is_rebuilt_from_the_stored_results_alone(tmp_path: Pat
     stale["validation"]["vs_ref"] = {"ref_time": "another reference", "text": "+0.9"}
     # a result whose run folder is here: its scores go into its JSON
     folder = _budget_result("folder", None)
+    folder["validation"]["mDice"] = 0.5  # its run folder's mean: the folder is its run
     (runs / "polypgen-strong+folder-192px-s0-120min" / "eval" / "val").mkdir(parents=True)
     csv_text = "id,dice\npolypgen/a,0.5\npolypgen/b,0.5\npolypgen/c,0.5\n"
     (runs / "polypgen-strong+folder-192px-s0-120min" / "eval" / "val" / "per_image.csv").write_text(csv_text)
@@ -241,3 +242,31 @@ def test_a_finetune_result_of_another_cpu_is_not_taken_as_done_here(tmp_path: Pa
     assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0) == {"cpu": "AMD EPYC", "mark": 1}
     monkeypatch.setattr(finetune, "cpu_model_name", lambda: "Intel(R) Xeon(R) Processor")
     assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0) == {"cpu": "Intel(R) Xeon(R) Processor"}
+
+
+def test_a_run_folder_of_another_cpu_does_not_lend_its_scores_to_a_result_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Defect: run folders are named without the CPU, so on the AMD machine the 20-minute `realtime` and `strong`
+    folders (AMD runs) gave their per-image scores to the Intel results of the same name, which had none kept;
+    the Intel table then showed the AMD comparison (+0.0500 for Intel's realtime, whose own is +0.0214)."""
+    import json
+
+    budget = pytest.importorskip("budget")
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    monkeypatch.setattr(budget, "RESULTS", results)
+    monkeypatch.setattr(generalise, "RUNS", runs)
+    here = {**_budget_result("folder", None), "cpu": "AMD EPYC"}
+    here["validation"]["mDice"] = 0.5  # its run folder's mean: the folder is this result's run
+    other = {**_budget_result("folder", None), "cpu": "Intel(R) Xeon(R) Processor"}
+    other["validation"]["mDice"] = 0.7  # measured elsewhere: the folder here is not its run
+    (runs / "polypgen-strong+folder-192px-s0-120min" / "eval" / "val").mkdir(parents=True)
+    csv_text = "id,dice\npolypgen/a,0.5\npolypgen/b,0.4\npolypgen/c,0.6\n"
+    (runs / "polypgen-strong+folder-192px-s0-120min" / "eval" / "val" / "per_image.csv").write_text(csv_text)
+    assert budget.val_scores(here) == {"polypgen/a": 0.5, "polypgen/b": 0.4, "polypgen/c": 0.6}
+    assert budget.val_scores(other) is None
+    stored = results / "generalise-polypgen-strong+folder-192px-s0-120min.json"
+    stored.write_text(json.dumps(other))
+    assert "per_image_dice" not in budget.keep_scores(stored)["validation"]
+    assert "per_image_dice" not in json.loads(stored.read_text())["validation"]
