@@ -11,8 +11,9 @@ and CVC-ClinicDB (550): the ``polypgen`` experiment of ``generalise.py``, with t
 overrides.
 
 Results: ``benchmarks/results/generalise-polypgen-strong+<candidate>-<size>px-s<seed>-<minutes>min-on-<cpu>.json``
-(the reference ``strong`` has the tag ``ref``; results from before session 12 lack ``-on-<cpu>`` and record their
-CPU inside; a result of one CPU is never taken as done on another); ``--table`` (also run at the end) rebuilds
+(the reference ``strong`` has the tag ``ref``; ``<cpu>`` is the CPU's kind, its model name with family and model,
+since session 15; results from before session 12 lack ``-on-<cpu>`` and record their CPU inside; a result of
+one CPU is never taken as done on another); ``--table`` (also run at the end) rebuilds
 the budget section of ``docs/results.md``: per budget and CPU, each candidate's epochs, validation
 mDice, external mDice per set and their mean, and the differences from ``strong``.
 
@@ -47,6 +48,7 @@ from generalise import (
     RUNS,
     SHARED,
     has_bf16_units,
+    kept_result,
     replace_section,
     result_file,
     result_files,
@@ -58,7 +60,7 @@ from generalise import (
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, load_recipe
-from polypseg.device import cpu_model_name, lightning_precision, resolve_precision
+from polypseg.device import cpu_kind, lightning_precision, resolve_precision
 from polypseg.errors import InputError
 from polypseg.evaluation.compare import per_image_csv, read_scores
 from polypseg.evaluation.stats import paired_comparison
@@ -247,7 +249,7 @@ def borrow_reference(minutes: float, seed: int) -> dict:
     """Store the budget's ``strong`` reference of another CPU as this CPU's (refused unless :func:`borrowable`,
     with the epoch time measured here by :func:`probe_epoch_seconds`), so that a candidate trained here is
     compared with it in this CPU's table; the row and its note say where it was trained."""
-    here = cpu_model_name()
+    here = cpu_kind()
     name = run_name("polypgen", "strong", minutes, BASE_SIZE, seed, "ref")
     out = result_path(minutes, seed)
     if out.exists():
@@ -297,7 +299,7 @@ def paired_val(base: dict, result: dict) -> str:
 def keep_scores(path: Path) -> dict:
     """The result stored at ``path``, its per-image validation Dice written into the JSON first when only its
     run folder has them (so that the table can be rebuilt where the folder is gone)."""
-    result = json.loads(path.read_text())
+    result = kept_result(path)
     if not result["validation"].get("per_image_dice"):
         scores = val_scores(result)
         if scores is not None:
@@ -426,7 +428,7 @@ def main() -> None:
     if not args.table:
         if not SHARED.exists():
             raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
-        print(f"CPU: {cpu_model_name()} (bf16 units: {'yes' if has_bf16_units() else 'no'}); "
+        print(f"CPU: {cpu_kind()} (bf16 units: {'yes' if has_bf16_units() else 'no'}); "
               f"{shlex.join(sys.argv)}", flush=True)  # fmt: skip
         if args.ref_scores_from is not None:
             restore_ref_scores(args.ref_scores_from, args.minutes, args.seed)

@@ -30,7 +30,7 @@ from generalise import has_bf16_units, replace_section, result_file
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, dump_recipe, load_recipe
-from polypseg.device import cpu_model_name
+from polypseg.device import cpu_kind
 from polypseg.evaluation.compare import compare
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.training import fit, read_metrics
@@ -76,7 +76,7 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
     recipe = model_recipe_file(model)
     size = size or int(find(model).card["polypseg"]["preprocess"]["size"])  # type: ignore[union-attr]
     name = Path(data).name
-    out_json = result_file(f"{name}-{model}-{size}px-s{seed}-{minutes:g}min", cpu_model_name(), "finetune", RESULTS)
+    out_json = result_file(f"{name}-{model}-{size}px-s{seed}-{minutes:g}min", cpu_kind(), "finetune", RESULTS)
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())
@@ -92,7 +92,7 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
         "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed,
         "recipe": Recipe.model_validate(find(model).card["polypseg"]["recipe"]).name,  # type: ignore[union-attr]
         "weights_digest": weights_digest(find(model).weights),  # type: ignore[union-attr]
-        "cpu": cpu_model_name(), "bf16_units": has_bf16_units(), "scratch": scratch, "init": tuned,
+        "cpu": cpu_kind(), "bf16_units": has_bf16_units(), "scratch": scratch, "init": tuned,
         "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
         "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
         f"--seed {seed}",
@@ -151,7 +151,7 @@ def main() -> None:
     if not args.table:
         if not Path(args.data).exists():
             raise SystemExit(f"{args.data} is absent: this benchmark needs the polyp data")
-        print(f"CPU: {cpu_model_name()} (bf16 units: {'yes' if has_bf16_units() else 'no'})", flush=True)
+        print(f"CPU: {cpu_kind()} (bf16 units: {'yes' if has_bf16_units() else 'no'})", flush=True)
         for minutes in args.minutes:
             run_budget(args.data, args.model, minutes, args.size, args.seed)
     write_table()

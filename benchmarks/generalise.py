@@ -19,7 +19,8 @@ continues with the rest of its budget, a finished result is skipped), then ``pol
 the external sets (``evaluation.sets``: checked external by content, the table with mDice, mIoU,
 weighted F, S, E and MAE). The external sets are scored at the threshold tuned on the run's own
 validation images (never on a test set). Results: ``benchmarks/results/generalise-<exp>-<recipe>-<size>px-
-<minutes>min-on-<cpu>.json`` (:func:`result_file`); ``--table`` (also run at the end) rebuilds the section
+<minutes>min-on-<cpu>.json``, ``<cpu>`` the CPU's kind (model name, family and model: ``amd-epyc-family-26-model-2``;
+:func:`result_file`); ``--table`` (also run at the end) rebuilds the section
 of ``docs/results.md`` between the generalisation markers.
 """
 
@@ -36,8 +37,9 @@ from pathlib import Path
 
 import yaml
 
+from polypseg.atomic import atomic_write_text
 from polypseg.config import load_recipe
-from polypseg.device import cpu_bf16_kind, cpu_model_name
+from polypseg.device import cpu_bf16_kind, cpu_kind
 from polypseg.evaluation.compare import read_scores
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.evaluation.sets import evaluate_sets
@@ -87,11 +89,7 @@ def shared_cpu_note(result: dict) -> str:
     and its run folder is gone, or its progressive-resizing run predates ``train_scale`` in ``metrics.csv``."""
     spread = result.get("epoch_seconds")
     if spread is None:
-        run = run_folder(result)
-        rows = read_metrics(run) if (run / "metrics.csv").exists() else []
-        frozen = yaml.safe_load((run / "config.yaml").read_text()) or {} if rows else {}
-        progressive = frozen.get("recipe", {}).get("progressive")  # config.yaml: the recipe under "recipe"
-        spread = {} if progressive and "train_scale" not in rows[0] else epoch_seconds(rows)
+        spread = folder_epoch_seconds(result) or {}
     if not spread or spread["max"] < SHARED_CPU_RATIO * spread["median"]:
         return ""
     return (
@@ -100,13 +98,39 @@ def shared_cpu_note(result: dict) -> str:
     )
 
 
+def folder_epoch_seconds(result: dict) -> dict | None:
+    """:func:`epoch_seconds` of a result from before its JSON kept them, from its run folder's ``metrics.csv``
+    when that folder is its run (run folders do not name the CPU: one of another epoch count is another CPU's
+    run); ``{}`` for a progressive-resizing run from before ``train_scale`` (its phases cannot be told apart),
+    None when there is no such folder."""
+    run = run_folder(result)
+    rows = read_metrics(run) if (run / "metrics.csv").exists() else []
+    if not rows or len(rows) != result.get("epochs_done", len(rows)):
+        return None
+    frozen = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    progressive = frozen.get("recipe", {}).get("progressive")  # config.yaml: the recipe under "recipe"
+    return {} if progressive and "train_scale" not in rows[0] else epoch_seconds(rows)
+
+
+def kept_result(path: Path) -> dict:
+    """The result stored at ``path``, its epoch timing written into the JSON first when only its run folder has
+    it (so that a table rebuilt where the folder is gone keeps the run's shared-CPU note)."""
+    result = json.loads(path.read_text())
+    if "epoch_seconds" not in result:
+        spread = folder_epoch_seconds(result)
+        if spread is not None:
+            result["epoch_seconds"] = spread
+            atomic_write_text(path, json.dumps(result, indent=1))
+    return result
+
+
 def run_name(exp: str, recipe_name: str, minutes: float, size: int, seed: int, tag: str = "") -> str:
     """The run folder's and result file's name of one experiment."""
     return f"{exp}-{recipe_name}{'+' + tag if tag else ''}-{size}px-s{seed}-{minutes:g}min"
 
 
 def cpu_slug(cpu: str) -> str:
-    """A CPU's model name as a file-name part: ``AMD EPYC`` -> ``amd-epyc``."""
+    """A CPU kind as a file-name part: ``AMD EPYC, family 26 model 2`` -> ``amd-epyc-family-26-model-2``."""
     return re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")
 
 
@@ -119,10 +143,10 @@ def result_files(name: str) -> list[Path]:
 
 def result_file(name: str, cpu: str | None = None, benchmark: str = "generalise", folder: Path | None = None) -> Path:
     """Where the result of the ``benchmark``'s experiment whose run is called ``name`` is stored for ``cpu``
-    (default: this one's model name): the older file without the CPU in its name when that is the one it
-    records, else ``<benchmark>-<name>-on-<cpu>.json``, in ``folder`` (default ``RESULTS``). A result of one
-    CPU is never taken as done on another."""
-    cpu, folder = cpu or cpu_model_name(), folder or RESULTS
+    (default: this one's kind, :func:`polypseg.device.cpu_kind`): the older file without the CPU in its name
+    when that is the one it records, else ``<benchmark>-<name>-on-<cpu>.json``, in ``folder`` (default
+    ``RESULTS``). A result of one CPU is never taken as done on another."""
+    cpu, folder = cpu or cpu_kind(), folder or RESULTS
     older = folder / f"{benchmark}-{name}.json"
     if older.exists() and json.loads(older.read_text()).get("cpu") == cpu:
         return older
@@ -230,7 +254,7 @@ def run_one(
     result = {
         "experiment": exp, "recipe": recipe_name, "tag": tag, "overrides": extra or {}, "size": size, "seed": seed,
         "budget_minutes": minutes,
-        "cpu": cpu_model_name(), "bf16_units": has_bf16_units(), "threads": env.get("torch_threads"),
+        "cpu": cpu_kind(), "bf16_units": has_bf16_units(), "threads": env.get("torch_threads"),
         "precision_used": training_precision(env), "epochs_done": len(rows), "train_seconds_this_call": train_s,
         "epoch_seconds": epoch_seconds(rows),
         "threshold": sweep.best, "tta": tta, "train_data": data,
@@ -247,7 +271,7 @@ def run_one(
         **({"note": NOTE[0]} if NOTE[0] else {}),
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=1))
+    atomic_write_text(out_json, json.dumps(result, indent=1))
     ext = ", ".join(f"{r['set']} {r['mDice']:.4f}" for r in res.rows[:-2])
     print(f"{exp} {recipe_name}: val mDice {result['validation']['mDice']:.4f}; external {ext} ({len(rows)} epochs)")
     return result
@@ -267,7 +291,7 @@ def replace_section(path: Path, start: str, end: str, lines: list[str]) -> None:
 
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The generalisation section of ``docs/results.md`` from every result JSON."""
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("generalise-*.json"))]
+    results = [kept_result(p) for p in sorted(RESULTS.glob("generalise-*.json"))]
     results = [r for r in results if not r.get("tag")]  # budget candidates have their own table (budget.py)
     lines = [START, "", "## Generalisation to unseen centres (benchmarks/generalise.py)", "",
              "Each run trains on the first column's data for the stated budget (the run's total training time), "
@@ -305,7 +329,7 @@ def main() -> None:
     if not args.table:
         if not SHARED.exists():
             raise SystemExit(f"{SHARED} is absent: this benchmark needs the polyp data")
-        print(f"CPU: {cpu_model_name()} (bf16 units: {'yes' if has_bf16_units() else 'no'})", flush=True)
+        print(f"CPU: {cpu_kind()} (bf16 units: {'yes' if has_bf16_units() else 'no'})", flush=True)
         for exp in args.experiments:
             run_one(exp, args.recipe, args.minutes, args.size, args.seed)
     write_table()

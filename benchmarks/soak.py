@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from polypseg.device import cpu_model_name
+from polypseg.device import cpu_kind
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
@@ -220,7 +220,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "polypseg", "data", "synthetic", str(data), "--n", opts.get("n", "240"),
                         "--size", opts.get("size", "96"), "--seed", opts.get("seed", "0")], check=True)  # fmt: skip
         args.data = str(data)
-    print(f"soak in {soak.work} on {cpu_model_name()}; bound {args.minutes:g} min", flush=True)
+    print(f"soak in {soak.work} on {cpu_kind()}; bound {args.minutes:g} min", flush=True)
     status = "complete"
     t0 = time.monotonic()
     try:
@@ -241,7 +241,7 @@ def main() -> None:
           f"{len(soak.events) - missed} stops landed, {missed} missed; {elapsed / 60:.1f} min", flush=True)  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"cpu": cpu_model_name(), "args": vars(args), "status": status, "passed": ok,
+    out.write_text(json.dumps({"cpu": cpu_kind(), "args": vars(args), "status": status, "passed": ok,
                                "elapsed_s": round(elapsed, 1), "stops": soak.events, "checks": soak.checks},
                               indent=1))  # fmt: skip
     print(f"written: {out}")

@@ -225,7 +225,7 @@ def test_a_finetune_result_of_another_cpu_is_not_taken_as_done_here(tmp_path: Pa
     finetune = pytest.importorskip("finetune")
     monkeypatch.setattr(finetune, "RESULTS", tmp_path)
     monkeypatch.setattr(finetune, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(finetune, "cpu_model_name", lambda: "AMD EPYC")
+    monkeypatch.setattr(finetune, "cpu_kind", lambda: "AMD EPYC")
 
     class TrainedError(Exception):
         pass
@@ -240,7 +240,7 @@ def test_a_finetune_result_of_another_cpu_is_not_taken_as_done_here(tmp_path: Pa
         finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0)
     (tmp_path / f"{stored}-on-amd-epyc.json").write_text(json.dumps({"cpu": "AMD EPYC", "mark": 1}))
     assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0) == {"cpu": "AMD EPYC", "mark": 1}
-    monkeypatch.setattr(finetune, "cpu_model_name", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(finetune, "cpu_kind", lambda: "Intel(R) Xeon(R) Processor")
     assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0) == {"cpu": "Intel(R) Xeon(R) Processor"}
 
 
@@ -270,3 +270,61 @@ def test_a_run_folder_of_another_cpu_does_not_lend_its_scores_to_a_result_of_the
     stored.write_text(json.dumps(other))
     assert "per_image_dice" not in budget.keep_scores(stored)["validation"]
     assert "per_image_dice" not in json.loads(stored.read_text())["validation"]
+
+
+def test_two_chips_sold_under_one_model_name_file_their_results_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Defect: results were filed under the CPU's model name alone, and AMD sells Zen 3, Zen 4 and Zen 5 all as
+    "AMD EPYC": a 120-minute run on a Zen 5 (30 s an epoch) would be filed, tabled and compared as the Zen 4's
+    (45 s an epoch), and a Zen 4 result taken as done on the Zen 5. The family and model tell them apart."""
+    import polypseg.device as device
+
+    def cpuinfo(family: int, model: int) -> Path:
+        path = tmp_path / f"cpuinfo-{family}-{model}"
+        text = f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: {model}\n"
+        path.write_text(text + "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
+        return path
+
+    monkeypatch.setattr(device, "CPUINFO", cpuinfo(25, 17), raising=False)
+    zen4 = generalise.result_file("polypgen-strong+x-256px-s0-120min")
+    monkeypatch.setattr(device, "CPUINFO", cpuinfo(26, 2), raising=False)
+    zen5 = generalise.result_file("polypgen-strong+x-256px-s0-120min")
+    assert device.cpu_kind() == "AMD EPYC, family 26 model 2"
+    assert zen5.name == "generalise-polypgen-strong+x-256px-s0-120min-on-amd-epyc-family-26-model-2.json"
+    assert zen4 != zen5
+    monkeypatch.setattr(device, "CPUINFO", tmp_path / "absent", raising=False)  # no /proc/cpuinfo: the platform's
+    assert device.cpu_kind() == device.cpu_model_name()
+
+
+def test_the_shared_cpu_note_survives_a_table_rebuilt_where_the_run_folder_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Defect: a result from before the JSON kept its epoch timing took the note from its run folder, so the
+    generalisation table rebuilt on a new machine dropped the notes of two runs (76 s against 40 s, 63 s
+    against 32 s) that said the CPU had been shared."""
+    import json
+    import shutil
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    monkeypatch.setattr(generalise, "RESULTS", results)
+    monkeypatch.setattr(generalise, "RUNS", runs)
+    result = {**_budget_result("", None), "epochs_done": 4, "budget_minutes": 20.0}
+    del result["tag"]
+    result["external"] = [{"set": "kvasir", "images": 2, "mDice": 0.8, "mIoU": 0.7, "wF": 0.7, "S": 0.8,
+                           "mean E": 0.8, "MAE": 0.05}]  # fmt: skip
+    run = runs / "polypgen-strong-192px-s0-20min"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,seconds\n0,20\n1,20\n2,50\n3,20\n")
+    (run / "config.yaml").write_text("recipe:\n  seed: 0\nmax_minutes: 20\n")
+    (results / "generalise-polypgen-strong-192px-s0-20min.json").write_text(json.dumps(result))
+    # a folder of the same name holding another CPU's run (another epoch count) lends nothing
+    other = {**result, "epochs_done": 3}
+    (results / "generalise-polypgen-strong-192px-s0-20min-on-other.json").write_text(json.dumps(other))
+    docs = tmp_path / "results.md"
+    docs.write_text(f"before\n{generalise.START}\n{generalise.END}\nafter\n")
+    generalise.write_table(docs)
+    shutil.rmtree(runs)
+    generalise.write_table(docs)
+    notes = [line for line in docs.read_text().splitlines() if "slowest epoch" in line]
+    assert notes == ["- polypgen (20 min): its slowest epoch took 50 s against a median of 20 s (2.5x): the CPU "
+                     "was shared during part of the run"]  # fmt: skip

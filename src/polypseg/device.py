@@ -75,19 +75,31 @@ def cpu_has_bf16_units() -> bool:
     return False
 
 
+#: where Linux describes the CPU (read at each call, so that tests can point it at a file of their own)
+CPUINFO = Path("/proc/cpuinfo")
+
+
 def _cpuinfo(key: str) -> str:
-    """The first ``key`` line of ``/proc/cpuinfo`` (``model name``, ``flags``), or "" where there is none."""
+    """The first ``key`` line of :data:`CPUINFO` (``model name``, ``flags``), or "" where there is none."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = CPUINFO.read_text()
     except OSError:
         return ""
     return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.split(":", 1)[0].strip() == key), "")
 
 
 def cpu_model_name() -> str:
-    """The CPU's model name (``AMD EPYC``, ``Intel(R) Xeon(R) Processor``): the key under which speed and
-    budget results are filed."""
+    """The CPU's model name as its maker sells it (``AMD EPYC``, ``Intel(R) Xeon(R) Processor``)."""
     return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_kind() -> str:
+    """The CPU's model name with its family and model numbers (``AMD EPYC, family 26 model 2``): the key under
+    which speed and budget results are filed. The name alone does not tell the chips apart: "AMD EPYC" is
+    Zen 3 (family 25 model 1), Zen 4 (family 25 model 17) and Zen 5 (family 26), whose speeds differ."""
+    family, model = _cpuinfo("cpu family"), _cpuinfo("model")
+    name = cpu_model_name()
+    return f"{name}, family {family} model {model}" if family and model else name
 
 
 def cpu_bf16_kind() -> str | None:
@@ -98,8 +110,8 @@ def cpu_bf16_kind() -> str | None:
 
 
 def cpu_description() -> str:
-    """Model, cores and bf16 units in one line: ``AMD EPYC, 2 cores (AVX512-BF16)``."""
-    return f"{cpu_model_name()}, {os.cpu_count()} cores ({cpu_bf16_kind() or 'no bf16 units'})"
+    """Kind, cores and bf16 units in one line: ``AMD EPYC, family 26 model 2, 2 cores (AVX512-BF16)``."""
+    return f"{cpu_kind()}, {os.cpu_count()} cores ({cpu_bf16_kind() or 'no bf16 units'})"
 
 
 def device_type(accelerator: str = "auto") -> str:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import torch
 
 from polypseg.atomic import atomic_write_text
-from polypseg.device import cpu_model_name
+from polypseg.device import cpu_kind
 from polypseg.errors import InputError
 from polypseg.paths import cache_root
 
@@ -142,7 +142,7 @@ def choose_auto(
             "torch", "auto: torch (ONNX Runtime is not installed: pip install -e '.[onnx]')"
         )
     torch_pred = build("torch")
-    key = "|".join(map(str, (file_digest(checkpoint), cpu_model_name(), torch.get_num_threads(), torch_pred.batch_size,
+    key = "|".join(map(str, (file_digest(checkpoint), cpu_kind(), torch.get_num_threads(), torch_pred.batch_size,
                              torch_pred.tta, torch_pred.precision)))  # fmt: skip
     store = _decisions_file()
     decisions = json.loads(store.read_text()) if store.exists() else {}
@@ -160,6 +160,6 @@ def choose_auto(
     gc.collect()
     precision = "fp32" if torch_pred.precision == "32" else torch_pred.precision
     reason = (f"auto: {name} (network {1e3 * known['onnx']:.1f} ms/frame in ONNX Runtime fp32 against "
-              f"{1e3 * known['torch']:.1f} in torch {precision} on {cpu_model_name()}, {torch.get_num_threads()} "
+              f"{1e3 * known['torch']:.1f} in torch {precision} on {cpu_kind()}, {torch.get_num_threads()} "
               f"threads; measured {known['time']}, kept in {store})")  # fmt: skip
     return pred, BackendChoice(name, reason)
