@@ -17,7 +17,7 @@ one CPU is never taken as done on another); ``--table`` (also run at the end) re
 the budget section of ``docs/results.md``: per budget and CPU, each candidate's epochs, validation
 mDice, external mDice per set and their mean, and the differences from ``strong``.
 
-Test-time candidates (``tta``, ``realtime-tta``, ``realtime-cosine-tta``) train nothing: they copy a trained
+Test-time candidates (``tta`` and ``<candidate>-tta``: ``TEST_TIME``) train nothing: they copy a trained
 candidate's run folder (trained first if missing) and score it with flip test-time augmentation, the
 threshold tuned with TTA.
 
@@ -101,7 +101,8 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
 }
 # test-time candidates: name -> the trained candidate whose weights they reuse, scored with flip TTA
 # (threshold tuned with TTA on the same validation images); no training of their own
-TEST_TIME: dict[str, str] = {"tta": "strong", "realtime-tta": "realtime", "realtime-cosine-tta": "realtime-cosine"}
+TEST_TIME: dict[str, str] = {"tta": "strong", "realtime-tta": "realtime", "realtime-cosine-tta": "realtime-cosine",
+                             "realtime-cosine-strong-aug-tta": "realtime-cosine-strong-aug"}  # fmt: skip
 
 
 def run_candidate(name: str, minutes: float, seed: int) -> dict:
