@@ -14,7 +14,7 @@ threshold 0.5 (the images that chose the checkpoint are never the ones reported)
 compared image by image with ``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip
 permutation p-value).
 Results: ``benchmarks/results/finetune-<data>-<model>-<size>px-s<seed>-<minutes>min-on-<cpu>.json`` (those from
-before session 14 lack ``-on-<cpu>`` and record their CPU inside; a result of one CPU is never taken as done on
+before session 15 lack ``-on-<cpu>`` and record their CPU inside; a result of one CPU is never taken as done on
 another); ``--table`` (also run at the end)
 rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
 """
@@ -26,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from generalise import has_bf16_units, replace_section, result_file
+from generalise import has_bf16_units, replace_section, result_file, trained_elsewhere
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, dump_recipe, load_recipe
@@ -57,6 +57,10 @@ def model_recipe_file(model: str) -> Path:
 
 def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, minutes: float,
                     init: str | None) -> dict:  # fmt: skip
+    others = trained_elsewhere(run)
+    if others:
+        raise SystemExit(f"{run} was trained on {', then '.join(others)}, not on this CPU ({cpu_kind()}): "
+                         "its figures are not this CPU's; move the folder away to train here")  # fmt: skip
     if (run / "eval" / "test" / "summary.json").exists():
         summary = json.loads((run / "eval" / "test" / "summary.json").read_text())
     else:
@@ -99,7 +103,7 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=1))
+    atomic_write_text(out_json, json.dumps(result, indent=1))
     print(f"{name} {minutes:g} min: scratch {scratch['mDice']:.4f} ({scratch['epochs_done']} epochs), --init {model} "
           f"{tuned['mDice']:.4f} ({tuned['epochs_done']} epochs), paired diff {paired.diff:+.4f} "
           f"[{paired.ci_low:+.4f}, {paired.ci_high:+.4f}], p {paired.p_value:.4f}")  # fmt: skip

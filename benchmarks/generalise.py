@@ -86,7 +86,8 @@ def shared_cpu_note(result: dict) -> str:
     """A sentence for the table's notes when one of the run's epochs took ``SHARED_CPU_RATIO`` times the
     median at its training scale (so other load shared the 2 cores and the run trained fewer epochs than a
     quiet machine would); empty otherwise, or when it cannot be told: the result predates the measurement
-    and its run folder is gone, or its progressive-resizing run predates ``train_scale`` in ``metrics.csv``."""
+    and its run folder is gone or is not its run (:func:`folder_epoch_seconds`), or its progressive-resizing run
+    predates ``train_scale`` in ``metrics.csv``."""
     spread = result.get("epoch_seconds")
     if spread is None:
         spread = folder_epoch_seconds(result) or {}
@@ -98,14 +99,35 @@ def shared_cpu_note(result: dict) -> str:
     )
 
 
+def trained_elsewhere(run: Path, cpu: str | None = None) -> list[str]:
+    """The CPUs (as the run folder's ``env.json`` describes them, every session in order) that trained ``run``
+    other than ``cpu`` (a CPU kind, :func:`polypseg.device.cpu_kind`; default this one's); empty when it is
+    ``cpu``'s run or has no ``env.json``. Run folders do not name the CPU, so a folder of the same name may be
+    another CPU's. A session recorded before the kind was (``AMD EPYC, 2 cores (...)``) counts by model name."""
+    if not (run / "env.json").exists():
+        return []
+    env = json.loads((run / "env.json").read_text())
+    cpu = cpu or cpu_kind()
+    name = cpu.split(", family ")[0]
+    seen = [s.get("cpu") or "" for s in [env, *env.get("resumes", [])]]
+
+    def same(described: str) -> bool:
+        old_style = ", family " not in described  # recorded before the kind was: by model name
+        return described.startswith(cpu + ", ") or (old_style and described.startswith(name + ", "))
+
+    return list(dict.fromkeys(d for d in seen if d and not same(d)))
+
+
 def folder_epoch_seconds(result: dict) -> dict | None:
     """:func:`epoch_seconds` of a result from before its JSON kept them, from its run folder's ``metrics.csv``
-    when that folder is its run (run folders do not name the CPU: one of another epoch count is another CPU's
-    run); ``{}`` for a progressive-resizing run from before ``train_scale`` (its phases cannot be told apart),
-    None when there is no such folder."""
+    when that folder is its run: trained on the result's CPU (:func:`trained_elsewhere`), with its epoch count,
+    and not a reference borrowed from another CPU (whose timing is not this CPU's); ``{}`` for a
+    progressive-resizing run from before ``train_scale`` (its phases cannot be told apart), None otherwise."""
     run = run_folder(result)
     rows = read_metrics(run) if (run / "metrics.csv").exists() else []
-    if not rows or len(rows) != result.get("epochs_done", len(rows)):
+    if not rows or len(rows) != result.get("epochs_done", len(rows)) or "borrowed_from" in result:
+        return None
+    if trained_elsewhere(run, result.get("cpu")):
         return None
     frozen = yaml.safe_load((run / "config.yaml").read_text()) or {}
     progressive = frozen.get("recipe", {}).get("progressive")  # config.yaml: the recipe under "recipe"
@@ -234,6 +256,11 @@ def run_one(
     data, overrides, external = plan(exp)
     overrides = {**overrides, **(extra or {})}
     run = RUNS / name
+    for folder in (run, weights_from):
+        others = trained_elsewhere(folder) if folder is not None else []
+        if others:
+            raise SystemExit(f"{folder} was trained on {', then '.join(others)}, not on this CPU ({cpu_kind()}): "
+                             "its figures are not this CPU's; move the folder away to train here")  # fmt: skip
     t0 = time.perf_counter()
     if weights_from is not None:
         if not (run / "checkpoints" / "best.ckpt").exists():

@@ -134,7 +134,7 @@ def measure(args: argparse.Namespace) -> dict:
     emulated = bool(os.environ.get("ONEDNN_MAX_CPU_ISA"))
     isa = "avx2-emulated" if emulated else "native"
     mode = "torch runs AVX2 code (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)" if emulated else "native ISA"
-    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, threads {torch.get_num_threads()}; {mode}; "
+    print(f"CPU: {cpu['kind']}, {cpu['cores']} cores, threads {torch.get_num_threads()}; {mode}; "
           f"bf16 units: {cpu['bf16_units']}", flush=True)  # fmt: skip
     frames, gts = val_frames()
     frames, gts = frames[: args.frames], gts[: args.frames]

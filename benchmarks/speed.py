@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from polypseg.device import cpu_has_bf16_units
+from polypseg.device import cpu_has_bf16_units, cpu_kind
 from polypseg.models import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,12 +44,14 @@ ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "a
 
 
 def cpu_info() -> dict:
-    """The CPU's model name, core count, the :data:`ISA_FLAGS` it has, ``ONEDNN_MAX_CPU_ISA`` (an emulated
+    """The CPU's model name and kind (:func:`polypseg.device.cpu_kind`: with family and model, which the name
+    alone does not tell apart), core count, the :data:`ISA_FLAGS` it has, ``ONEDNN_MAX_CPU_ISA`` (an emulated
     narrower CPU when set) and whether bf16 runs on units (not emulated)."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
     flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    return {"model": model or platform.processor(), "cores": os.cpu_count(), "isa": {f: f in flags for f in ISA_FLAGS},
+    return {"model": model or platform.processor(), "kind": cpu_kind(), "cores": os.cpu_count(),
+            "isa": {f: f in flags for f in ISA_FLAGS},
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_units": cpu_has_bf16_units(),
             "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
             "mkl_enable_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS")}  # fmt: skip

@@ -105,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
     cpu = cpu_info()
     isa = "avx2-emulated" if os.environ.get("ONEDNN_MAX_CPU_ISA") else "native"
-    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, {torch.get_num_threads()} threads; {isa}", flush=True)
+    print(f"CPU: {cpu['kind']}, {cpu['cores']} cores, {torch.get_num_threads()} threads; {isa}", flush=True)
     makers = {**our_models(), **monai_models()}
     rows = [measure(m, makers[m], args) for m in args.models if m in makers]
     RESULTS.mkdir(parents=True, exist_ok=True)

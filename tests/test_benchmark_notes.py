@@ -328,3 +328,66 @@ def test_the_shared_cpu_note_survives_a_table_rebuilt_where_the_run_folder_is_go
     notes = [line for line in docs.read_text().splitlines() if "slowest epoch" in line]
     assert notes == ["- polypgen (20 min): its slowest epoch took 50 s against a median of 20 s (2.5x): the CPU "
                      "was shared during part of the run"]  # fmt: skip
+
+
+def _zen5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import polypseg.device as device
+
+    path = tmp_path / "cpuinfo-zen5"
+    path.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: avx512_bf16\n")
+    monkeypatch.setattr(device, "CPUINFO", path, raising=False)
+
+
+def test_a_run_folder_trained_on_another_cpu_is_neither_resumed_nor_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Defect: run folders are named without the CPU, so a folder of the same name trained on another CPU was
+    resumed (or, finished, rescored) and its figures filed as this CPU's; a test-time candidate copied it too."""
+    import json
+
+    _zen5(tmp_path, monkeypatch)
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(generalise, "RUNS", runs)
+    monkeypatch.setattr(generalise, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(generalise, "plan", lambda exp: (["data"], {}, []))
+
+    def fit(*args, **kwargs):
+        raise AssertionError("trained or resumed another CPU's run")
+
+    monkeypatch.setattr(generalise, "fit", fit)
+    run = runs / "polypgen-strong+x-256px-s0-120min"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    env = {"cpu": "AMD EPYC, family 25 model 17, 2 cores (AVX512-BF16)", "resumes": []}
+    (run / "env.json").write_text(json.dumps(env))
+    with pytest.raises(SystemExit, match="family 25 model 17"):
+        generalise.run_one("polypgen", "strong", 120, 256, 0, tag="x")
+    assert generalise.trained_elsewhere(run) == ["AMD EPYC, family 25 model 17, 2 cores (AVX512-BF16)"]
+    assert generalise.trained_elsewhere(run, "AMD EPYC, family 25 model 17") == []
+    with pytest.raises(SystemExit, match="family 25 model 17"):  # nor copied by a test-time candidate
+        generalise.run_one("polypgen", "strong", 120, 256, 0, tag="x-tta", tta=True, weights_from=run)
+    # a session recorded before the kind was (model name alone) is taken by its model name
+    env["resumes"] = [{"cpu": "AMD EPYC, 2 cores (AVX512-BF16)"}]
+    env["cpu"] = "AMD EPYC, family 26 model 2, 2 cores (AVX512-BF16)"
+    (run / "env.json").write_text(json.dumps(env))
+    assert generalise.trained_elsewhere(run) == []
+    assert generalise.trained_elsewhere(run, "Intel(R) Xeon(R) Processor, family 6 model 167") == [
+        "AMD EPYC, family 26 model 2, 2 cores (AVX512-BF16)", "AMD EPYC, 2 cores (AVX512-BF16)"]  # fmt: skip
+
+
+def test_a_borrowed_reference_takes_no_epoch_timing_from_the_lenders_run_folder(tmp_path: Path, monkeypatch):
+    """Defect: the 120-minute reference borrowed from the Intel run has no timing of its own (it never trained
+    here), and the Intel run's folder of the same name and epoch count would have lent it its 227 s epoch."""
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(generalise, "RUNS", runs)
+    run = runs / "polypgen-strong+ref-192px-s0-120min"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,seconds\n0,33\n1,227\n2,33\n3,33\n")
+    (run / "config.yaml").write_text("recipe:\n  seed: 0\n")
+    (run / "env.json").write_text('{"cpu": "Intel(R) Xeon(R) Processor, 2 cores (AMX bf16)"}')
+    lender = {**_budget_result("ref", None), "budget_minutes": 120.0, "epochs_done": 4,
+              "cpu": "Intel(R) Xeon(R) Processor, family 6 model 167"}  # fmt: skip
+    assert generalise.folder_epoch_seconds(lender)["max"] == 227.0
+    borrowed = {**lender, "cpu": "AMD EPYC, family 25 model 17", "borrowed_from": {"cpu": lender["cpu"]}}
+    assert generalise.folder_epoch_seconds(borrowed) is None
+    assert generalise.folder_epoch_seconds({**lender, "cpu": "AMD EPYC, family 25 model 17"}) is None
