@@ -26,7 +26,7 @@ import json
 import time
 from pathlib import Path
 
-from generalise import has_bf16_units, replace_section, result_file, trained_elsewhere
+from generalise import has_bf16_units, refuse_foreign, replace_section, result_file
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, dump_recipe, load_recipe
@@ -57,10 +57,7 @@ def model_recipe_file(model: str) -> Path:
 
 def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, minutes: float,
                     init: str | None) -> dict:  # fmt: skip
-    others = trained_elsewhere(run)
-    if others:
-        raise SystemExit(f"{run} was trained on {', then '.join(others)}, not on this CPU ({cpu_kind()}): "
-                         "its figures are not this CPU's; move the folder away to train here")  # fmt: skip
+    refuse_foreign(run)
     if (run / "eval" / "test" / "summary.json").exists():
         summary = json.loads((run / "eval" / "test" / "summary.json").read_text())
     else:

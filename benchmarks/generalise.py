@@ -118,6 +118,14 @@ def trained_elsewhere(run: Path, cpu: str | None = None) -> list[str]:
     return list(dict.fromkeys(d for d in seen if d and not same(d)))
 
 
+def refuse_foreign(run: Path) -> None:
+    """Stop, naming the folder and the fix, when the run folder ``run`` was trained on another CPU."""
+    others = trained_elsewhere(run)
+    if others:
+        raise SystemExit(f"{run} was trained on {', then '.join(others)}, not on this CPU ({cpu_kind()}): "
+                         "its figures are not this CPU's; move the folder away to train here")  # fmt: skip
+
+
 def folder_epoch_seconds(result: dict) -> dict | None:
     """:func:`epoch_seconds` of a result from before its JSON kept them, from its run folder's ``metrics.csv``
     when that folder is its run: trained on the result's CPU (:func:`trained_elsewhere`), with its epoch count,
@@ -257,10 +265,8 @@ def run_one(
     overrides = {**overrides, **(extra or {})}
     run = RUNS / name
     for folder in (run, weights_from):
-        others = trained_elsewhere(folder) if folder is not None else []
-        if others:
-            raise SystemExit(f"{folder} was trained on {', then '.join(others)}, not on this CPU ({cpu_kind()}): "
-                             "its figures are not this CPU's; move the folder away to train here")  # fmt: skip
+        if folder is not None:
+            refuse_foreign(folder)
     t0 = time.perf_counter()
     if weights_from is not None:
         if not (run / "checkpoints" / "best.ckpt").exists():
