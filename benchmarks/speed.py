@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from polypseg.device import cpu_has_bf16_units, cpu_kind
+from polypseg.device import cpu_flags, cpu_has_bf16_units, cpu_kind, cpu_model_name
 from polypseg.models import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,10 +47,8 @@ def cpu_info() -> dict:
     """The CPU's model name and kind (:func:`polypseg.device.cpu_kind`: with family and model, which the name
     alone does not tell apart), core count, the :data:`ISA_FLAGS` it has, ``ONEDNN_MAX_CPU_ISA`` (an emulated
     narrower CPU when set) and whether bf16 runs on units (not emulated)."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    return {"model": model or platform.processor(), "kind": cpu_kind(), "cores": os.cpu_count(),
+    flags = cpu_flags()
+    return {"model": cpu_model_name(), "kind": cpu_kind(), "cores": os.cpu_count(),
             "isa": {f: f in flags for f in ISA_FLAGS},
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_units": cpu_has_bf16_units(),
             "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),

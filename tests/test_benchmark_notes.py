@@ -391,3 +391,21 @@ def test_a_borrowed_reference_takes_no_epoch_timing_from_the_lenders_run_folder(
     borrowed = {**lender, "cpu": "AMD EPYC, family 25 model 17", "borrowed_from": {"cpu": lender["cpu"]}}
     assert generalise.folder_epoch_seconds(borrowed) is None
     assert generalise.folder_epoch_seconds({**lender, "cpu": "AMD EPYC, family 25 model 17"}) is None
+
+
+def test_the_speed_benchmark_reads_the_cpu_where_the_package_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Defect: benchmarks/speed.py parsed /proc/cpuinfo itself (a twin of polypseg.device's reader), so its
+    model name and ISA flags ignored :data:`polypseg.device.CPUINFO` while its ``kind`` honoured it: a speed
+    result could name one CPU in ``kind`` and another in ``model`` and ``isa``."""
+    import polypseg.device as device
+
+    speed = pytest.importorskip("speed")
+    path = tmp_path / "cpuinfo-test"  # a CPU no test machine is: the figures can only come from this file
+    path.write_text("processor\t: 0\ncpu family\t: 99\nmodel\t\t: 7\nmodel name\t: Test CPU 9000\n"
+                    "flags\t\t: fpu avx2 fma amx_bf16 amx_tile\n")  # fmt: skip
+    monkeypatch.setattr(device, "CPUINFO", path, raising=False)
+    info = speed.cpu_info()
+    assert info["model"] == "Test CPU 9000"
+    assert info["kind"] == "Test CPU 9000, family 99 model 7"
+    assert info["isa"] == {"avx2": True, "fma": True, "avx512f": False, "avx512_bf16": False, "amx_bf16": True,
+                           "amx_tile": True, "avx_vnni": False, "avx512_vnni": False}  # fmt: skip

@@ -102,10 +102,16 @@ def cpu_kind() -> str:
     return f"{name}, family {family} model {model}" if family and model else name
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (``avx2``, ``avx512_bf16``, ``amx_bf16``, ...); empty where
+    there is no :data:`CPUINFO`."""
+    return frozenset(_cpuinfo("flags").split())
+
+
 def cpu_bf16_kind() -> str | None:
     """The CPU's bf16 matrix units by its flags: ``"AMX bf16"``, ``"AVX512-BF16"``, or None (the hardware;
     :func:`cpu_has_bf16_units` also honours a cap set with ``ONEDNN_MAX_CPU_ISA``)."""
-    flags = _cpuinfo("flags").split()
+    flags = cpu_flags()
     return "AMX bf16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
 
 
