@@ -305,9 +305,17 @@ def run_one(
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_json, json.dumps(result, indent=1))
-    ext = ", ".join(f"{r['set']} {r['mDice']:.4f}" for r in res.rows[:-2])
-    print(f"{exp} {recipe_name}: val mDice {result['validation']['mDice']:.4f}; external {ext} ({len(rows)} epochs)")
+    print(result_line(result))
     return result
+
+
+def result_line(result: dict) -> str:
+    """One line for the log: experiment, recipe and candidate tag, validation and each external set's mDice
+    (the table's last two rows, the mean over sets and the image-weighted mean, left out), epochs trained."""
+    name = result["recipe"] + (f"+{result['tag']}" if result.get("tag") else "")
+    ext = ", ".join(f"{r['set']} {r['mDice']:.4f}" for r in result["external"][:-2])
+    return (f"{result['experiment']} {name}: val mDice {result['validation']['mDice']:.4f}; external {ext} "
+            f"({result['epochs_done']} epochs)")  # fmt: skip
 
 
 def replace_section(path: Path, start: str, end: str, lines: list[str]) -> None:

@@ -9,6 +9,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 generalise = pytest.importorskip("generalise")
 
 
+def _fake_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, family: int, model: int, flags: str) -> None:
+    """Point :data:`polypseg.device.CPUINFO` at a two-processor /proc/cpuinfo of the CPU described."""
+    import polypseg.device as device
+
+    path = tmp_path / f"cpuinfo-{family}-{model}"
+    first = (f"processor\t: 0\ncpu family\t: {family}\nmodel\t\t: {model}\nmodel name\t: {name}\n"
+             f"flags\t\t: {flags}\n")  # fmt: skip
+    path.write_text(first + "\n" + first.replace("processor\t: 0", "processor\t: 1"))
+    monkeypatch.setattr(device, "CPUINFO", path, raising=False)
+
+
 def rows(*seconds: float) -> list[dict]:
     return [{"epoch": float(i), "seconds": s} for i, s in enumerate(seconds)]
 
@@ -278,15 +289,9 @@ def test_two_chips_sold_under_one_model_name_file_their_results_apart(tmp_path: 
     (45 s an epoch), and a Zen 4 result taken as done on the Zen 5. The family and model tell them apart."""
     import polypseg.device as device
 
-    def cpuinfo(family: int, model: int) -> Path:
-        path = tmp_path / f"cpuinfo-{family}-{model}"
-        text = f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: {model}\n"
-        path.write_text(text + "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
-        return path
-
-    monkeypatch.setattr(device, "CPUINFO", cpuinfo(25, 17), raising=False)
+    _fake_cpu(tmp_path, monkeypatch, "AMD EPYC", 25, 17, "fpu avx2 avx512f avx512_bf16")
     zen4 = generalise.result_file("polypgen-strong+x-256px-s0-120min")
-    monkeypatch.setattr(device, "CPUINFO", cpuinfo(26, 2), raising=False)
+    _fake_cpu(tmp_path, monkeypatch, "AMD EPYC", 26, 2, "fpu avx2 avx512f avx512_bf16")
     zen5 = generalise.result_file("polypgen-strong+x-256px-s0-120min")
     assert device.cpu_kind() == "AMD EPYC, family 26 model 2"
     assert zen5.name == "generalise-polypgen-strong+x-256px-s0-120min-on-amd-epyc-family-26-model-2.json"
@@ -330,14 +335,6 @@ def test_the_shared_cpu_note_survives_a_table_rebuilt_where_the_run_folder_is_go
                      "was shared during part of the run"]  # fmt: skip
 
 
-def _zen5(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import polypseg.device as device
-
-    path = tmp_path / "cpuinfo-zen5"
-    path.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: avx512_bf16\n")
-    monkeypatch.setattr(device, "CPUINFO", path, raising=False)
-
-
 def test_a_run_folder_trained_on_another_cpu_is_neither_resumed_nor_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -345,7 +342,7 @@ def test_a_run_folder_trained_on_another_cpu_is_neither_resumed_nor_reused(
     resumed (or, finished, rescored) and its figures filed as this CPU's; a test-time candidate copied it too."""
     import json
 
-    _zen5(tmp_path, monkeypatch)
+    _fake_cpu(tmp_path, monkeypatch, "AMD EPYC", 26, 2, "avx512_bf16")
     runs = tmp_path / "runs"
     monkeypatch.setattr(generalise, "RUNS", runs)
     monkeypatch.setattr(generalise, "RESULTS", tmp_path / "results")
@@ -397,15 +394,26 @@ def test_the_speed_benchmark_reads_the_cpu_where_the_package_does(tmp_path: Path
     """Defect: benchmarks/speed.py parsed /proc/cpuinfo itself (a twin of polypseg.device's reader), so its
     model name and ISA flags ignored :data:`polypseg.device.CPUINFO` while its ``kind`` honoured it: a speed
     result could name one CPU in ``kind`` and another in ``model`` and ``isa``."""
-    import polypseg.device as device
-
     speed = pytest.importorskip("speed")
-    path = tmp_path / "cpuinfo-test"  # a CPU no test machine is: the figures can only come from this file
-    path.write_text("processor\t: 0\ncpu family\t: 99\nmodel\t\t: 7\nmodel name\t: Test CPU 9000\n"
-                    "flags\t\t: fpu avx2 fma amx_bf16 amx_tile\n")  # fmt: skip
-    monkeypatch.setattr(device, "CPUINFO", path, raising=False)
+    # a CPU no test machine is: the figures can only come from this file
+    _fake_cpu(tmp_path, monkeypatch, "Test CPU 9000", 99, 7, "fpu avx2 fma amx_bf16 amx_tile")
     info = speed.cpu_info()
     assert info["model"] == "Test CPU 9000"
     assert info["kind"] == "Test CPU 9000, family 99 model 7"
     assert info["isa"] == {"avx2": True, "fma": True, "avx512f": False, "avx512_bf16": False, "amx_bf16": True,
                            "amx_tile": True, "avx_vnni": False, "avx512_vnni": False}  # fmt: skip
+
+
+def test_the_line_printed_for_a_result_names_its_candidate() -> None:
+    """Defect: run_one printed "polypgen strong: val mDice ..." for every budget candidate (all are `strong`
+    with overrides), so a log of several candidates did not say which line was which."""
+    result = {**_budget_result("realtime-cosine", None), "experiment": "polypgen", "recipe": "strong",
+              "epochs_done": 160}  # fmt: skip
+    result["external"] = [{"set": "kvasir", "mDice": 0.83331}, {"set": "clinicdb", "mDice": 0.79209},
+                          {"set": "mean", "mDice": 0.8127}, {"set": "weighted", "mDice": 0.82}]  # fmt: skip
+    result["validation"]["mDice"] = 0.71754
+    assert generalise.result_line(result) == (
+        "polypgen strong+realtime-cosine: val mDice 0.7175; external kvasir 0.8333, clinicdb 0.7921 (160 epochs)"
+    )
+    del result["tag"]
+    assert generalise.result_line(result).startswith("polypgen strong: val mDice 0.7175;")
