@@ -13,9 +13,10 @@ shipped model (trained on PolypGen only, so Kvasir is a new centre to it). Each 
 threshold 0.5 (the images that chose the checkpoint are never the ones reported), and the pair is
 compared image by image with ``polypseg compare`` (mean difference, 95 % bootstrap interval, sign-flip
 permutation p-value).
-Results: ``benchmarks/results/finetune-<data>-<model>-<size>px-s<seed>-<minutes>min-on-<cpu>.json`` (those from
-before session 15 lack ``-on-<cpu>`` and record their CPU inside; a result of one CPU is never taken as done on
-another); ``--table`` (also run at the end)
+Results: ``benchmarks/results/finetune-<data>-<model>-<digest8>-<size>px-s<seed>-<minutes>min-on-<cpu>.json``
+(``<digest8>``: the shipped weights' digest, so a model reshipped under its name starts afresh; results from
+before session 17 lack it, those from before session 15 also ``-on-<cpu>``, recording their CPU inside; a result
+of one CPU is never taken as done on another); ``--table`` (also run at the end)
 rebuilds the section of ``docs/results.md`` between the fine-tuning markers.
 """
 
@@ -73,26 +74,37 @@ def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, mi
             "mDice": summary["metrics"]["mean"]["dice"], "mIoU": summary["metrics"]["mean"]["iou"]}  # fmt: skip
 
 
+def shipped_id(model: str) -> str:
+    """``<model>-<first 8 hex digits of its weights' digest>``: results and runs of one set of shipped weights
+    (a model reshipped under its name with new weights, and its recipe, gets new ones)."""
+    shipped = find(model)
+    if shipped is None:
+        raise SystemExit(f"{model} is not a shipped model (polypseg models)")
+    return f"{model}-{weights_digest(shipped.weights)[:8]}"
+
+
+def result_key(data: str, model: str, minutes: float, size: int, seed: int) -> str:
+    """The result's name (before the CPU): ``<data folder>-<shipped_id>-<size>px-s<seed>-<minutes>min``."""
+    return f"{Path(data).name}-{shipped_id(model)}-{size}px-s{seed}-{minutes:g}min"
+
+
 def run_budget(data: str, model: str, minutes: float, size: int | None, seed: int) -> dict:
     recipe = model_recipe_file(model)
     size = size or int(find(model).card["polypseg"]["preprocess"]["size"])  # type: ignore[union-attr]
-    name = Path(data).name
-    out_json = result_file(f"{name}-{model}-{size}px-s{seed}-{minutes:g}min", cpu_kind(), "finetune", RESULTS)
+    name, tail = Path(data).name, f"{shipped_id(model)}-{size}px-s{seed}-{minutes:g}min"
+    out_json = result_file(result_key(data, model, minutes, size, seed), cpu_kind(), "finetune", RESULTS)
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())
     t0 = time.perf_counter()
-    scratch_run = RUNS / f"{name}-scratch-{size}px-s{seed}-{minutes:g}min"
-    if model != "polyp-unet16":  # the first model's scratch runs keep their names
-        scratch_run = RUNS / f"{name}-scratch-as-{model}-{size}px-s{seed}-{minutes:g}min"
-    scratch = train_and_score(scratch_run, recipe, data, size, seed, minutes, None)
-    tuned = train_and_score(RUNS / f"{name}-init-{model}-{size}px-s{seed}-{minutes:g}min", recipe, data, size, seed,
-                            minutes, model)  # fmt: skip
+    scratch = train_and_score(RUNS / f"{name}-scratch-as-{tail}", recipe, data, size, seed, minutes, None)
+    tuned = train_and_score(RUNS / f"{name}-init-{tail}", recipe, data, size, seed, minutes, model)
     paired = compare(Path(scratch["run"]) / "eval" / "test", Path(tuned["run"]) / "eval" / "test", "test", "dice")
     result = {
         "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed,
         "recipe": Recipe.model_validate(find(model).card["polypseg"]["recipe"]).name,  # type: ignore[union-attr]
         "weights_digest": weights_digest(find(model).weights),  # type: ignore[union-attr]
+        "card_recipe": find(model).card["recipe"]["name"],  # type: ignore[union-attr]
         "cpu": cpu_kind(), "bf16_units": has_bf16_units(), "scratch": scratch, "init": tuned,
         "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
         "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
@@ -115,7 +127,8 @@ def model_label(result: dict) -> str:
     if shipped is not None and result.get("weights_digest") == weights_digest(shipped.weights):
         recipe = shipped.card["recipe"]
         return f"{result['model']} ({recipe['name']}, {recipe['size']} px)"
-    return f"{result['model']} as shipped then ({result['recipe']}, {result['size']} px)"
+    recipe = result.get("card_recipe", result["recipe"])  # the card's name; the frozen one is a budget base's
+    return f"{result['model']} as shipped then ({recipe} as it was then, {result['size']} px)"
 
 
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:

@@ -200,12 +200,13 @@ def test_a_reference_of_another_cpu_stands_in_only_while_its_best_epoch_ends_ins
     assert budget.borrowable({**source, "best_epoch": None}, 120, 0, 60.0) == ["it does not record its best epoch"]
 
 
-def test_cpu_2h_is_the_measured_realtime_cosine_candidate() -> None:
-    """The shipped 2-hour recipe is what budget.py trained as `realtime-cosine`, name and description aside."""
+def test_cpu_2h_is_the_measured_realtime_cosine_multiscale_candidate() -> None:
+    """The shipped 2-hour recipe is what budget.py trained as `realtime-cosine-multiscale`, name and description
+    aside."""
     budget = pytest.importorskip("budget")
     from polypseg.config import load_recipe
 
-    size, overrides = budget.CANDIDATES["realtime-cosine"]
+    size, overrides = budget.CANDIDATES["realtime-cosine-multiscale"]
     measured = load_recipe("strong", {"data.size": size, **overrides}).model_dump()
     shipped = load_recipe("cpu-2h").model_dump()
     assert {k for k in measured if measured[k] != shipped[k]} == {"name", "description"}
@@ -245,7 +246,7 @@ def test_a_finetune_result_of_another_cpu_is_not_taken_as_done_here(tmp_path: Pa
         raise TrainedError
 
     monkeypatch.setattr(finetune, "train_and_score", train_and_score)
-    stored = "finetune-kvasir-polyp-unet16-192px-s0-10min"
+    stored = "finetune-" + finetune.result_key("data/kvasir", "polyp-unet16", 10, 192, 0)
     (tmp_path / f"{stored}.json").write_text(json.dumps({"cpu": "Intel(R) Xeon(R) Processor"}))
     with pytest.raises(TrainedError):  # the Intel result is not this CPU's: train
         finetune.run_budget("data/kvasir", "polyp-unet16", 10, 192, 0)
@@ -417,3 +418,52 @@ def test_the_line_printed_for_a_result_names_its_candidate() -> None:
     )
     del result["tag"]
     assert generalise.result_line(result).startswith("polypgen strong: val mDice 0.7175;")
+
+
+def test_a_finetune_result_of_other_shipped_weights_is_not_taken_as_done(tmp_path: Path, monkeypatch) -> None:
+    """Defect: finetune.py named its results and run folders by model name, size, seed and budget alone, so when
+    `polyp-unet16` was reshipped with new weights at the same size, the old weights' result was skipped as done
+    and their finished runs reused: the table would show the old model's comparison under the new model's name."""
+    import json
+
+    finetune = pytest.importorskip("finetune")
+    from polypseg.zoo import find, weights_digest
+
+    monkeypatch.setattr(finetune, "RESULTS", tmp_path)
+    monkeypatch.setattr(finetune, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(finetune, "cpu_kind", lambda: "AMD EPYC")
+    runs = []
+
+    class TrainedError(Exception):
+        pass
+
+    def train_and_score(run, *args, **kwargs):
+        runs.append(run.name)
+        raise TrainedError
+
+    monkeypatch.setattr(finetune, "train_and_score", train_and_score)
+    digest = weights_digest(find("polyp-unet16").weights)[:8]
+    old = {"cpu": "AMD EPYC", "weights_digest": "0" * 64}  # the weights shipped before, same size
+    (tmp_path / "finetune-kvasir-polyp-unet16-256px-s0-10min-on-amd-epyc.json").write_text(json.dumps(old))
+    with pytest.raises(TrainedError):
+        finetune.run_budget("data/kvasir", "polyp-unet16", 10, 256, 0)
+    assert runs == [f"kvasir-scratch-as-polyp-unet16-{digest}-256px-s0-10min"]  # not the old weights' folders
+    key = finetune.result_key("data/kvasir", "polyp-unet16", 10, 256, 0)
+    assert key == f"kvasir-polyp-unet16-{digest}-256px-s0-10min"
+    done = {"cpu": "AMD EPYC", "mark": 2}
+    (tmp_path / f"finetune-{key}-on-amd-epyc.json").write_text(json.dumps(done))
+    assert finetune.run_budget("data/kvasir", "polyp-unet16", 10, 256, 0) == done
+
+
+def test_the_finetune_table_names_the_recipe_of_the_weights_each_result_used() -> None:
+    """A result of weights shipped before is labelled with the recipe its card named (budget candidates freeze
+    under their base's name, `strong`), a result of the weights shipped now with the card's recipe."""
+    finetune = pytest.importorskip("finetune")
+    from polypseg.zoo import find, weights_digest
+
+    base = {"model": "polyp-unet16", "recipe": "strong", "size": 256}
+    old = {**base, "weights_digest": "0" * 64, "card_recipe": "cpu-2h"}
+    assert finetune.model_label(old) == "polyp-unet16 as shipped then (cpu-2h as it was then, 256 px)"
+    assert finetune.model_label({**base, "size": 192}) == "polyp-unet16 as shipped then (strong as it was then, 192 px)"
+    now = {**base, "weights_digest": weights_digest(find("polyp-unet16").weights)}
+    assert finetune.model_label(now) == "polyp-unet16 (cpu-2h, 256 px)"
