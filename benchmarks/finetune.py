@@ -91,8 +91,9 @@ def result_key(data: str, model: str, minutes: float, size: int, seed: int) -> s
 def run_budget(data: str, model: str, minutes: float, size: int | None, seed: int) -> dict:
     recipe = model_recipe_file(model)
     size = size or int(find(model).card["polypseg"]["preprocess"]["size"])  # type: ignore[union-attr]
-    name, tail = Path(data).name, f"{shipped_id(model)}-{size}px-s{seed}-{minutes:g}min"
-    out_json = result_file(result_key(data, model, minutes, size, seed), cpu_kind(), "finetune", RESULTS)
+    name, key = Path(data).name, result_key(data, model, minutes, size, seed)
+    tail = key.removeprefix(f"{name}-")  # <shipped_id>-<size>px-s<seed>-<minutes>min, for the run folders
+    out_json = result_file(key, cpu_kind(), "finetune", RESULTS)
     if out_json.exists():
         print(f"skip (done): {out_json.name}")
         return json.loads(out_json.read_text())
