@@ -35,7 +35,7 @@ from polypseg.device import cpu_kind
 from polypseg.evaluation.compare import compare
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.training import fit, read_metrics
-from polypseg.zoo import find, weights_digest
+from polypseg.zoo import ShippedModel, find, weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -44,12 +44,18 @@ RUNS = ROOT / "runs" / "finetune"
 START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
 
 
-def model_recipe_file(model: str) -> Path:
-    """The shipped model's own recipe (frozen in its card) as a recipe file both runs load, so the scratch
-    run trains the same architecture that ``--init`` fills; ``RUNS/<model>-recipe.yaml``."""
+def shipped_or_exit(model: str) -> ShippedModel:
+    """The shipped model named ``model``; a clear exit when polypseg ships none of that name."""
     shipped = find(model)
     if shipped is None:
         raise SystemExit(f"{model} is not a shipped model (polypseg models)")
+    return shipped
+
+
+def model_recipe_file(model: str) -> Path:
+    """The shipped model's own recipe (frozen in its card) as a recipe file both runs load, so the scratch
+    run trains the same architecture that ``--init`` fills; ``RUNS/<model>-recipe.yaml``."""
+    shipped = shipped_or_exit(model)
     path = RUNS / f"{model}-recipe.yaml"
     RUNS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, dump_recipe(Recipe.model_validate(shipped.card["polypseg"]["recipe"])))
@@ -77,10 +83,7 @@ def train_and_score(run: Path, recipe: Path, data: str, size: int, seed: int, mi
 def shipped_id(model: str) -> str:
     """``<model>-<first 8 hex digits of its weights' digest>``: results and runs of one set of shipped weights
     (a model reshipped under its name with new weights, and its recipe, gets new ones)."""
-    shipped = find(model)
-    if shipped is None:
-        raise SystemExit(f"{model} is not a shipped model (polypseg models)")
-    return f"{model}-{weights_digest(shipped.weights)[:8]}"
+    return f"{model}-{weights_digest(shipped_or_exit(model).weights)[:8]}"
 
 
 def result_key(data: str, model: str, minutes: float, size: int, seed: int) -> str:
@@ -89,8 +92,8 @@ def result_key(data: str, model: str, minutes: float, size: int, seed: int) -> s
 
 
 def run_budget(data: str, model: str, minutes: float, size: int | None, seed: int) -> dict:
-    recipe = model_recipe_file(model)
-    size = size or int(find(model).card["polypseg"]["preprocess"]["size"])  # type: ignore[union-attr]
+    recipe, shipped = model_recipe_file(model), shipped_or_exit(model)
+    size = size or int(shipped.card["polypseg"]["preprocess"]["size"])
     name, key = Path(data).name, result_key(data, model, minutes, size, seed)
     tail = key.removeprefix(f"{name}-")  # <shipped_id>-<size>px-s<seed>-<minutes>min, for the run folders
     out_json = result_file(key, cpu_kind(), "finetune", RESULTS)
@@ -103,9 +106,8 @@ def run_budget(data: str, model: str, minutes: float, size: int | None, seed: in
     paired = compare(Path(scratch["run"]) / "eval" / "test", Path(tuned["run"]) / "eval" / "test", "test", "dice")
     result = {
         "data": data, "model": model, "budget_minutes": minutes, "size": size, "seed": seed,
-        "recipe": Recipe.model_validate(find(model).card["polypseg"]["recipe"]).name,  # type: ignore[union-attr]
-        "weights_digest": weights_digest(find(model).weights),  # type: ignore[union-attr]
-        "card_recipe": find(model).card["recipe"]["name"],  # type: ignore[union-attr]
+        "recipe": Recipe.model_validate(shipped.card["polypseg"]["recipe"]).name,
+        "weights_digest": weights_digest(shipped.weights), "card_recipe": shipped.card["recipe"]["name"],
         "cpu": cpu_kind(), "bf16_units": has_bf16_units(), "scratch": scratch, "init": tuned,
         "paired_init_minus_scratch": paired.to_dict(), "seconds_this_call": time.perf_counter() - t0,
         "command": f"python benchmarks/finetune.py --minutes {minutes:g} --data {data} --model {model} --size {size} "
