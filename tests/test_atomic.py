@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,32 @@ def test_a_library_writer_that_fails_keeps_the_previous_file(tmp_path: Path) -> 
     assert isinstance(caught.value, OSError)  # still an OSError for callers that catch those
     assert torch.load(target, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_library_writer_that_makes_a_private_file_leaves_the_mode_a_plain_write_gives(tmp_path: Path) -> None:
+    # safetensors' save_file (0.8) creates its file with mode 0600, so a shipped model or an export
+    # written through atomic_save was unreadable to other users; a plain open() gives 0666 minus the umask
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    expected = stat.S_IMODE(plain.stat().st_mode)
+    weights = tmp_path / "model.safetensors"
+    atomic_save(weights, lambda tmp: save_file({"w": torch.zeros(2)}, str(tmp)))
+    assert stat.S_IMODE(weights.stat().st_mode) == expected
+    atomic_write_text(tmp_path / "card.json", "{}")
+    assert stat.S_IMODE((tmp_path / "card.json").stat().st_mode) == expected
+
+
+def test_replacing_a_file_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -> None:
+    target = tmp_path / "secret.json"
+    target.write_text("{}")
+    target.chmod(0o600)
+    atomic_write_text(target, '{"new": 1}')
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    target.chmod(0o640)
+    atomic_save(target, lambda tmp: tmp.write_text("{}"))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
 def test_an_image_written_atomically_reads_back_and_a_failed_encode_keeps_the_old_file(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -14,6 +15,28 @@ from polypseg.errors import DiskFullError
 
 #: ``errno`` values that mean the device (or the user's quota) is full.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where Linux gives it (setting and restoring it,
+    the portable way, would race with other threads creating files)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits an in-place write of ``path`` would leave: the existing file's own, or for a new
+    file 0666 less the umask. Libraries that write by path may create private files (safetensors gives
+    0600), which would make a shipped model or an export unreadable to anyone else."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -25,6 +48,7 @@ def _replacing(path: Path, tmp: Path) -> Iterator[None]:
     """
     try:
         yield
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
