@@ -98,6 +98,13 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
     # strong's StepLR they would meet the same plateau after epoch 60)
     "realtime-cosine-strong-aug": (256, {**REALTIME_COSINE, "data.augment": "strong"}),
     "realtime-cosine-multiscale": (256, {**REALTIME_COSINE, "multiscale": [0.75, 1.0, 1.25]}),
+    # width against epochs at the long budget, on its winner (cpu-2h): base 24 trains about two thirds of
+    # the epochs (realtime-base24 trained 34 where realtime trained 52 in 20 minutes), and cpu-2h peaked at
+    # epoch 174 of 295 in 120 minutes, so the long budget is where width may pay
+    "realtime-cosine-multiscale-base24": (
+        256,
+        {**REALTIME_COSINE, "multiscale": [0.75, 1.0, 1.25], "model.args.base": 24},
+    ),
 }
 # test-time candidates: name -> the trained candidate whose weights they reuse, scored with flip TTA
 # (threshold tuned with TTA on the same validation images); no training of their own
