@@ -1,7 +1,7 @@
 """The best recipe per CPU budget: candidates against ``strong`` under the same wall-clock budget.
 
     python benchmarks/budget.py [--minutes 20] [--candidates strong size256 base24 ...] [--seed 0]
-        [--note "..."] [--table] [--adopt-ref FINISHED_STRONG_RUN]
+        [--note "..."] [--table] [--adopt-ref FINISHED_STRONG_RUN] [--precision 32]
 
 Every candidate is ``strong`` (192 px unless it changes the size) with the changes in its name, trained
 on PolypGen train (its own 140-frame val split picks the checkpoint and tunes the threshold) for the
@@ -20,6 +20,11 @@ mDice, external mDice per set and their mean, and the differences from ``strong`
 Test-time candidates (``tta`` and ``<candidate>-tta``: ``TEST_TIME``) train nothing: they copy a trained
 candidate's run folder (trained first if missing) and score it with flip test-time augmentation, the
 threshold tuned with TTA.
+
+``--precision 32`` trains and scores every candidate in fp32 on a CPU with bf16 units, a stand-in for a CPU
+without them (the same arithmetic, and the fewer epochs a budget buys without bf16 on the same chip):
+results and runs are tagged ``-fp32`` and get a table of their own, against a ``strong`` reference trained
+the same way.
 
 ``--adopt-ref RUN`` scores a finished run of ``strong`` as the budget's reference instead of training it
 again, only when it is that run (:func:`adoptable`: recipe, PolypGen split, precision, epochs inside the
@@ -106,24 +111,35 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
         {**REALTIME_COSINE, "multiscale": [0.75, 1.0, 1.25], "model.args.base": 24},
     ),
 }
+# --precision 32: every candidate (the reference too) trains and scores in fp32 on a CPU with bf16 units, the
+# arithmetic of a CPU without them and the fewer epochs it costs; filed with this tag suffix, tabled apart
+FP32_TAG, FP32 = "-fp32", {"precision": "32"}
 # test-time candidates: name -> the trained candidate whose weights they reuse, scored with flip TTA
 # (threshold tuned with TTA on the same validation images); no training of their own
 TEST_TIME: dict[str, str] = {"tta": "strong", "realtime-tta": "realtime", "realtime-cosine-tta": "realtime-cosine",
                              "realtime-cosine-strong-aug-tta": "realtime-cosine-strong-aug"}  # fmt: skip
 
 
-def run_candidate(name: str, minutes: float, seed: int) -> dict:
+def run_candidate(name: str, minutes: float, seed: int, fp32: bool = False) -> dict:
     """Train and score one candidate (the reference ``strong`` is stored with the tag ``ref``); a test-time
-    candidate first makes sure the candidate it reuses is trained."""
+    candidate first makes sure the candidate it reuses is trained. ``fp32``: train and score in fp32 even
+    where bf16 units would be used (``--precision 32``), the tag suffixed :data:`FP32_TAG`."""
     command = f"python benchmarks/budget.py --minutes {minutes:g} --candidates {name} --seed {seed}"
+    command, suffix, forced = (f"{command} --precision 32", FP32_TAG, FP32) if fp32 else (command, "", {})
     if name in TEST_TIME:
-        trained = run_candidate(TEST_TIME[name], minutes, seed)
+        trained = run_candidate(TEST_TIME[name], minutes, seed, fp32)
         size, extra = CANDIDATES[TEST_TIME[name]]
-        return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=name, command=command, tta=True,
-                       weights_from=run_folder(trained))  # fmt: skip
+        return run_one("polypgen", "strong", minutes, size, seed, extra={**extra, **forced}, tag=name + suffix,
+                       command=command, tta=True, weights_from=run_folder(trained))  # fmt: skip
     size, extra = CANDIDATES[name]
-    tag = "ref" if name == "strong" else name
-    return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=tag, command=command)
+    tag = ("ref" if name == "strong" else name) + suffix
+    return run_one("polypgen", "strong", minutes, size, seed, extra={**extra, **forced}, tag=tag, command=command)
+
+
+def candidate_name(result: dict) -> str:
+    """The candidate a stored result is of (``strong`` for the reference), without the fp32 suffix."""
+    tag = result.get("tag", "").removesuffix(FP32_TAG)
+    return "strong" if tag == "ref" else tag
 
 
 def adoptable(source: Path, minutes: float, seed: int, polypgen: Path = SHARED / "polypgen") -> list[str]:
@@ -362,9 +378,10 @@ def _mean_external(result: dict) -> float:
 def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     """The budget section of ``docs/results.md``: one table per (budget, CPU) from the result JSONs."""
     results = [keep_scores(p) for p in sorted(RESULTS.glob("generalise-polypgen-strong+*.json"))]
-    groups: dict[tuple[float, str, bool], list[dict]] = {}
+    groups: dict[tuple[float, str, bool, bool], list[dict]] = {}
     for r in results:
-        groups.setdefault((r["budget_minutes"], r["cpu"], r["bf16_units"]), []).append(r)
+        forced = r.get("overrides", {}).get("precision") == FP32["precision"]
+        groups.setdefault((r["budget_minutes"], r["cpu"], r["bf16_units"], forced), []).append(r)
     lines = [
         START,
         "",
@@ -378,11 +395,13 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "A test-time candidate (flip TTA) reuses a trained candidate's weights, its threshold tuned again with "
         "TTA on the same validation images; its epochs are those of the weights it reuses.",
     ]
-    for (minutes, cpu, bf16), rows in sorted(groups.items()):
-        base = next((r for r in rows if r.get("tag") == "ref"), None)
+    for (minutes, cpu, bf16, forced), rows in sorted(groups.items()):
+        base = next((r for r in rows if candidate_name(r) == "strong"), None)
+        units = ("yes" if bf16 else "no") + (", not used: fp32 forced with --precision 32, as on a CPU without them"
+                                             if forced else "")  # fmt: skip
         lines += [
             "",
-            f"### {minutes:g} minutes, {cpu} (bf16 units: {'yes' if bf16 else 'no'})",
+            f"### {minutes:g} minutes, {cpu} (bf16 units: {units})",
             "",
             "| candidate | change | size | epochs | val mDice | Δ val [95 % CI], p | Kvasir | ClinicDB | external mean "
             "| Δ external |",
@@ -393,19 +412,19 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
             mean = _mean_external(r)
             dv = paired_val(base, r) if base and r is not base else ""
             de = f"{mean - _mean_external(base):+.4f}" if base and r is not base else ""
-            changes = [f"{k}={v}" for k, v in r.get("overrides", {}).items()]
+            changes = [f"{k}={v}" for k, v in r.get("overrides", {}).items() if not (forced and k == "precision")]
             if r.get("weights_from") and r.get("tta"):
                 source = next((x for x in rows if run_folder(x).name == r["weights_from"]), None)
-                name = "?" if source is None else "strong" if source is base else source["tag"]
+                name = "?" if source is None else candidate_name(source)
                 changes.append(f"flip TTA at test time ({name}'s weights)")
             changes += [f"data.size={r['size']}"] if r["size"] != BASE_SIZE else []
             if r.get("borrowed_from"):
                 changes.append(f"trained on {r['borrowed_from']['cpu']}, not here (note)")
             change = ", ".join(changes) or "—"
-            lines.append(f"| {'strong' if r is base else r['tag']} | {change} | {r['size']} | {r['epochs_done']} | "
+            lines.append(f"| {candidate_name(r)} | {change} | {r['size']} | {r['epochs_done']} | "
                          f"{r['validation']['mDice']:.4f} | {dv} | {ext.get('kvasir', float('nan')):.4f} | "
                          f"{ext.get('clinicdb', float('nan')):.4f} | {mean:.4f} | {de} |")  # fmt: skip
-        notes = [f"- {'strong' if r is base else r['tag']}: {n}" for r in rows
+        notes = [f"- {candidate_name(r)}: {n}" for r in rows
                  for n in (r.get("note", ""), shared_cpu_note(r)) if n]  # fmt: skip
         lines += (["", "Notes:", "", *notes] if notes else []) + ["", "Commands:", ""]
         lines += [f"- `{r['command']}`" for r in rows]
@@ -415,6 +434,10 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
 
 ADOPT_HELP = "a finished run of strong to score as this budget's reference instead of training one"
 BORROW_HELP = "use this budget's strong reference measured on another CPU as this CPU's, when it may (borrowable)"
+PRECISION_HELP = (
+    "32: train and score every candidate, the reference too, in fp32 on a CPU with bf16 units, "
+    "standing in for a CPU without them (results tagged -fp32, in a table of their own)"
+)
 SCORES_HELP = "restore the reference's per-image validation scores from the shipped model made from its run"
 
 
@@ -429,7 +452,15 @@ def main() -> None:
     ap.add_argument("--adopt-ref", type=Path, default=None, help=ADOPT_HELP)
     ap.add_argument("--borrow-ref", action="store_true", help=BORROW_HELP)
     ap.add_argument("--ref-scores-from", metavar="MODEL", default=None, help=SCORES_HELP)
+    ap.add_argument("--precision", choices=["auto", "32"], default="auto", help=PRECISION_HELP)
     args = ap.parse_args()
+    fp32 = args.precision == "32"
+    if fp32 and not args.table and (args.adopt_ref or args.borrow_ref or args.ref_scores_from):
+        raise SystemExit("--precision 32 trains its own fp32 reference: drop --adopt-ref, --borrow-ref and "
+                         "--ref-scores-from, which stand in a bf16 one")  # fmt: skip
+    if fp32 and not args.table and not has_bf16_units():
+        raise SystemExit(f"this CPU ({cpu_kind()}) has no bf16 units and trains in fp32 already: run without "
+                         "--precision 32")  # fmt: skip
     import generalise
 
     generalise.NOTE[0] = args.note
@@ -446,7 +477,7 @@ def main() -> None:
             borrow_reference(args.minutes, args.seed)
         reference_only = args.adopt_ref is not None or args.borrow_ref or args.ref_scores_from is not None
         for name in args.candidates or ([] if reference_only else [*CANDIDATES, *TEST_TIME]):
-            run_candidate(name, args.minutes, args.seed)
+            run_candidate(name, args.minutes, args.seed, fp32)
     write_table()
 
 

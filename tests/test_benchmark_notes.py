@@ -467,3 +467,57 @@ def test_the_finetune_table_names_the_recipe_of_the_weights_each_result_used() -
     assert finetune.model_label({**base, "size": 192}) == "polyp-unet16 as shipped then (strong as it was then, 192 px)"
     now = {**base, "weights_digest": weights_digest(find("polyp-unet16").weights)}
     assert finetune.model_label(now) == "polyp-unet16 (cpu-2h, 256 px)"
+
+
+def test_fp32_forced_candidates_are_filed_and_tabled_apart_against_their_own_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`budget.py --precision 32` on a CPU with bf16 units stands in for a CPU without them: its runs and results
+    carry the tag suffix -fp32 and the override, and its table is its own, each candidate against the reference
+    trained the same way (not against the bf16 one of the same CPU and budget)."""
+    import json
+
+    budget = pytest.importorskip("budget")
+    calls: list[dict] = []
+    monkeypatch.setattr(budget, "run_one", lambda *a, **k: calls.append(k) or {})
+    budget.run_candidate("realtime", 20, 0, fp32=True)
+    budget.run_candidate("strong", 20, 0, fp32=True)
+    assert [c["tag"] for c in calls] == ["realtime-fp32", "ref-fp32"]
+    assert calls[0]["extra"] == {"model.args.stem_stride": 2, "precision": "32"}
+    assert calls[1]["extra"] == {"precision": "32"}
+    assert (
+        calls[0]["command"] == "python benchmarks/budget.py --minutes 20 --candidates realtime --seed 0 --precision 32"
+    )
+
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(budget, "RESULTS", results)
+    monkeypatch.setattr(generalise, "RUNS", tmp_path / "runs")
+    ref = _budget_result("ref", {"polypgen/a": 0.5, "polypgen/b": 0.6, "polypgen/c": 0.7})
+    cand = _budget_result("cand", {"polypgen/a": 0.6, "polypgen/b": 0.7, "polypgen/c": 0.8})
+    ref32 = _budget_result("ref-fp32", {"polypgen/a": 0.4, "polypgen/b": 0.5, "polypgen/c": 0.6})
+    cand32 = _budget_result("cand-fp32", {"polypgen/a": 0.45, "polypgen/b": 0.55, "polypgen/c": 0.65})
+    for r in (ref, cand, ref32, cand32):
+        r["bf16_units"] = True
+    for r in (ref32, cand32):
+        r["overrides"] = {"precision": "32"}
+    for r in (ref, cand, ref32, cand32):
+        (results / f"generalise-polypgen-strong+{r['tag']}-192px-s0-120min.json").write_text(json.dumps(r))
+    docs = tmp_path / "results.md"
+    docs.write_text(f"{budget.START}\n{budget.END}\n")
+    budget.write_table(docs)
+    sections = {s.splitlines()[0]: s for s in docs.read_text().split("### ")[1:]}
+    assert sorted(sections) == [
+        "120 minutes, Test CPU (bf16 units: yes)",
+        "120 minutes, Test CPU (bf16 units: yes, not used: fp32 forced with --precision 32, as on a CPU without them)",
+    ]
+
+    def table(heading: str) -> dict[str, list[str]]:
+        return {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in sections[heading].splitlines()
+                if line.startswith("| ") and "val mDice" not in line}  # fmt: skip
+
+    forced = table(sorted(sections)[1])
+    assert sorted(forced) == ["cand", "strong"]
+    assert forced["cand"][1] == "—"  # the heading says fp32, the change column does not repeat it
+    assert forced["cand"][5].startswith("+0.0500 [+0.050, +0.050]")
+    assert table(sorted(sections)[0])["cand"][5].startswith("+0.1000 [+0.100, +0.100]")
