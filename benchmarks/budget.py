@@ -1,7 +1,7 @@
 """The best recipe per CPU budget: candidates against ``strong`` under the same wall-clock budget.
 
     python benchmarks/budget.py [--minutes 20] [--candidates strong size256 base24 ...] [--seed 0]
-        [--note "..."] [--table] [--adopt-ref FINISHED_STRONG_RUN] [--precision 32]
+        [--note "..."] [--table] [--adopt-ref FINISHED_STRONG_RUN] [--isa avx2]
 
 Every candidate is ``strong`` (192 px unless it changes the size) with the changes in its name, trained
 on PolypGen train (its own 140-frame val split picks the checkpoint and tunes the threshold) for the
@@ -21,10 +21,11 @@ Test-time candidates (``tta`` and ``<candidate>-tta``: ``TEST_TIME``) train noth
 candidate's run folder (trained first if missing) and score it with flip test-time augmentation, the
 threshold tuned with TTA.
 
-``--precision 32`` trains and scores every candidate in fp32 on a CPU with bf16 units, a stand-in for a CPU
-without them (the same arithmetic, and the fewer epochs a budget buys without bf16 on the same chip):
-results and runs are tagged ``-fp32`` and get a table of their own, against a ``strong`` reference trained
-the same way.
+``--isa avx2`` runs the whole call again in a process whose torch is limited to AVX2 code
+(:data:`polypseg.device.AVX2_ONLY_ENV`), so that a CPU with bf16 units stands in for one without them
+(AMD Zen 3): the same kernels, fp32 by the package's own precision rule, and the fewer epochs a budget
+buys there. Its results and runs carry the tag suffix ``-avx2`` and get a table of their own, against a
+``strong`` reference trained the same way; the clock speed and cache are still the host's.
 
 ``--adopt-ref RUN`` scores a finished run of ``strong`` as the budget's reference instead of training it
 again, only when it is that run (:func:`adoptable`: recipe, PolypGen split, precision, epochs inside the
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import statistics
@@ -65,7 +67,7 @@ from generalise import (
 
 from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe, load_recipe
-from polypseg.device import cpu_kind, lightning_precision, resolve_precision
+from polypseg.device import AVX2_ONLY_ENV, bf16_capped, cpu_kind, lightning_precision, resolve_precision
 from polypseg.errors import InputError
 from polypseg.evaluation.compare import per_image_csv, read_scores
 from polypseg.evaluation.stats import paired_comparison
@@ -111,34 +113,34 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
         {**REALTIME_COSINE, "multiscale": [0.75, 1.0, 1.25], "model.args.base": 24},
     ),
 }
-# --precision 32: every candidate (the reference too) trains and scores in fp32 on a CPU with bf16 units, the
-# arithmetic of a CPU without them and the fewer epochs it costs; filed with this tag suffix, tabled apart
-FP32_TAG, FP32 = "-fp32", {"precision": "32"}
+# --isa avx2: every candidate (the reference too) trains with torch limited to AVX2 code, hence in fp32, on
+# a CPU with bf16 units, standing in for a CPU without them; filed with this tag suffix, tabled apart
+AVX2_TAG = "-avx2"
 # test-time candidates: name -> the trained candidate whose weights they reuse, scored with flip TTA
 # (threshold tuned with TTA on the same validation images); no training of their own
 TEST_TIME: dict[str, str] = {"tta": "strong", "realtime-tta": "realtime", "realtime-cosine-tta": "realtime-cosine",
                              "realtime-cosine-strong-aug-tta": "realtime-cosine-strong-aug"}  # fmt: skip
 
 
-def run_candidate(name: str, minutes: float, seed: int, fp32: bool = False) -> dict:
+def run_candidate(name: str, minutes: float, seed: int, avx2: bool = False) -> dict:
     """Train and score one candidate (the reference ``strong`` is stored with the tag ``ref``); a test-time
-    candidate first makes sure the candidate it reuses is trained. ``fp32``: train and score in fp32 even
-    where bf16 units would be used (``--precision 32``), the tag suffixed :data:`FP32_TAG`."""
+    candidate first makes sure the candidate it reuses is trained. ``avx2``: this process runs with torch
+    limited to AVX2 code (``--isa avx2``); the tag gets the suffix :data:`AVX2_TAG`."""
     command = f"python benchmarks/budget.py --minutes {minutes:g} --candidates {name} --seed {seed}"
-    command, suffix, forced = (f"{command} --precision 32", FP32_TAG, FP32) if fp32 else (command, "", {})
+    command, suffix = (f"{command} --isa avx2", AVX2_TAG) if avx2 else (command, "")
     if name in TEST_TIME:
-        trained = run_candidate(TEST_TIME[name], minutes, seed, fp32)
+        trained = run_candidate(TEST_TIME[name], minutes, seed, avx2)
         size, extra = CANDIDATES[TEST_TIME[name]]
-        return run_one("polypgen", "strong", minutes, size, seed, extra={**extra, **forced}, tag=name + suffix,
-                       command=command, tta=True, weights_from=run_folder(trained))  # fmt: skip
+        return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=name + suffix, command=command,
+                       tta=True, weights_from=run_folder(trained))  # fmt: skip
     size, extra = CANDIDATES[name]
     tag = ("ref" if name == "strong" else name) + suffix
-    return run_one("polypgen", "strong", minutes, size, seed, extra={**extra, **forced}, tag=tag, command=command)
+    return run_one("polypgen", "strong", minutes, size, seed, extra=extra, tag=tag, command=command)
 
 
 def candidate_name(result: dict) -> str:
-    """The candidate a stored result is of (``strong`` for the reference), without the fp32 suffix."""
-    tag = result.get("tag", "").removesuffix(FP32_TAG)
+    """The candidate a stored result is of (``strong`` for the reference), without the AVX2 suffix."""
+    tag = result.get("tag", "").removesuffix(AVX2_TAG)
     return "strong" if tag == "ref" else tag
 
 
@@ -380,8 +382,8 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     results = [keep_scores(p) for p in sorted(RESULTS.glob("generalise-polypgen-strong+*.json"))]
     groups: dict[tuple[float, str, bool, bool], list[dict]] = {}
     for r in results:
-        forced = r.get("overrides", {}).get("precision") == FP32["precision"]
-        groups.setdefault((r["budget_minutes"], r["cpu"], r["bf16_units"], forced), []).append(r)
+        avx2 = r.get("tag", "").endswith(AVX2_TAG)
+        groups.setdefault((r["budget_minutes"], r["cpu"], r["bf16_units"], avx2), []).append(r)
     lines = [
         START,
         "",
@@ -395,10 +397,10 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
         "A test-time candidate (flip TTA) reuses a trained candidate's weights, its threshold tuned again with "
         "TTA on the same validation images; its epochs are those of the weights it reuses.",
     ]
-    for (minutes, cpu, bf16, forced), rows in sorted(groups.items()):
+    for (minutes, cpu, bf16, avx2), rows in sorted(groups.items()):
         base = next((r for r in rows if candidate_name(r) == "strong"), None)
-        units = ("yes" if bf16 else "no") + (", not used: fp32 forced with --precision 32, as on a CPU without them"
-                                             if forced else "")  # fmt: skip
+        units = ("yes" if bf16 else "no") + (", not used: torch limited to AVX2 code with --isa avx2, so fp32, as "
+                                             "on a CPU without them" if avx2 else "")  # fmt: skip
         lines += [
             "",
             f"### {minutes:g} minutes, {cpu} (bf16 units: {units})",
@@ -412,7 +414,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
             mean = _mean_external(r)
             dv = paired_val(base, r) if base and r is not base else ""
             de = f"{mean - _mean_external(base):+.4f}" if base and r is not base else ""
-            changes = [f"{k}={v}" for k, v in r.get("overrides", {}).items() if not (forced and k == "precision")]
+            changes = [f"{k}={v}" for k, v in r.get("overrides", {}).items()]
             if r.get("weights_from") and r.get("tta"):
                 source = next((x for x in rows if run_folder(x).name == r["weights_from"]), None)
                 name = "?" if source is None else candidate_name(source)
@@ -434,10 +436,33 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
 
 ADOPT_HELP = "a finished run of strong to score as this budget's reference instead of training one"
 BORROW_HELP = "use this budget's strong reference measured on another CPU as this CPU's, when it may (borrowable)"
-PRECISION_HELP = (
-    "32: train and score every candidate, the reference too, in fp32 on a CPU with bf16 units, "
-    "standing in for a CPU without them (results tagged -fp32, in a table of their own)"
+ISA_HELP = (
+    "avx2: run again with torch limited to AVX2 code (so fp32) on a CPU with bf16 units, standing in for a CPU "
+    "without them (results tagged -avx2, in a table of their own)"
 )
+
+
+def refuse_mixed_isa(avx2: bool, borrowing: object) -> None:
+    """Stop before training when ``--isa avx2`` (``avx2``) and this process's code path do not fit together.
+
+    Raises:
+        SystemExit: ``--isa avx2`` on a CPU without bf16 units (it runs AVX2 / fp32 code already) or with a
+            stand-in reference (``borrowing``: adopted, borrowed or restored ones are bf16 runs); or a limit
+            set by hand in ``ONEDNN_MAX_CPU_ISA`` without ``--isa avx2``, whose fp32 results would be filed as
+            this CPU's bf16 ones.
+    """
+    if avx2 and not has_bf16_units():
+        raise SystemExit(f"this CPU ({cpu_kind()}) has no bf16 units and runs fp32 code already: run without "
+                         "--isa avx2")  # fmt: skip
+    if avx2 and borrowing:
+        raise SystemExit("--isa avx2 trains its own reference: drop --adopt-ref, --borrow-ref and "
+                         "--ref-scores-from, which stand in a bf16 one")  # fmt: skip
+    if not avx2 and bf16_capped() and has_bf16_units():
+        raise SystemExit(f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} keeps torch off this CPU's "
+                         "bf16 units, and the results would be filed as its bf16 ones: unset it and pass "
+                         "--isa avx2")  # fmt: skip
+
+
 SCORES_HELP = "restore the reference's per-image validation scores from the shipped model made from its run"
 
 
@@ -452,15 +477,13 @@ def main() -> None:
     ap.add_argument("--adopt-ref", type=Path, default=None, help=ADOPT_HELP)
     ap.add_argument("--borrow-ref", action="store_true", help=BORROW_HELP)
     ap.add_argument("--ref-scores-from", metavar="MODEL", default=None, help=SCORES_HELP)
-    ap.add_argument("--precision", choices=["auto", "32"], default="auto", help=PRECISION_HELP)
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native", help=ISA_HELP)
     args = ap.parse_args()
-    fp32 = args.precision == "32"
-    if fp32 and not args.table and (args.adopt_ref or args.borrow_ref or args.ref_scores_from):
-        raise SystemExit("--precision 32 trains its own fp32 reference: drop --adopt-ref, --borrow-ref and "
-                         "--ref-scores-from, which stand in a bf16 one")  # fmt: skip
-    if fp32 and not args.table and not has_bf16_units():
-        raise SystemExit(f"this CPU ({cpu_kind()}) has no bf16 units and trains in fp32 already: run without "
-                         "--precision 32")  # fmt: skip
+    avx2 = args.isa == "avx2"
+    if not args.table:
+        refuse_mixed_isa(avx2, args.adopt_ref or args.borrow_ref or args.ref_scores_from)
+        if avx2 and not bf16_capped():  # torch reads the limit when it loads: a new process
+            os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ONLY_ENV})
     import generalise
 
     generalise.NOTE[0] = args.note
@@ -477,7 +500,7 @@ def main() -> None:
             borrow_reference(args.minutes, args.seed)
         reference_only = args.adopt_ref is not None or args.borrow_ref or args.ref_scores_from is not None
         for name in args.candidates or ([] if reference_only else [*CANDIDATES, *TEST_TIME]):
-            run_candidate(name, args.minutes, args.seed, fp32)
+            run_candidate(name, args.minutes, args.seed, avx2)
     write_table()
 
 

@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polypseg.device import AVX2_ONLY_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 CALIBRATION = ROOT / "runs" / "realtime-calibration"  # symlinks to PolypGen train frames
-AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def val_frames() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -217,7 +218,7 @@ def main() -> None:
         child = child[:at] + child[at + 1 :]
         while child[at:] and not child[at].startswith("--"):
             child.pop(at)
-        subprocess.run([sys.executable, __file__, *child], env={**os.environ, **AVX2_ENV}, check=True)
+        subprocess.run([sys.executable, __file__, *child], env={**os.environ, **AVX2_ONLY_ENV}, check=True)
 
 
 if __name__ == "__main__":

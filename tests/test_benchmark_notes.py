@@ -469,25 +469,22 @@ def test_the_finetune_table_names_the_recipe_of_the_weights_each_result_used() -
     assert finetune.model_label(now) == "polyp-unet16 (cpu-2h, 256 px)"
 
 
-def test_fp32_forced_candidates_are_filed_and_tabled_apart_against_their_own_reference(
+def test_avx2_candidates_are_filed_and_tabled_apart_against_their_own_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`budget.py --precision 32` on a CPU with bf16 units stands in for a CPU without them: its runs and results
-    carry the tag suffix -fp32 and the override, and its table is its own, each candidate against the reference
-    trained the same way (not against the bf16 one of the same CPU and budget)."""
+    """`budget.py --isa avx2` on a CPU with bf16 units stands in for a CPU without them: its runs and results
+    carry the tag suffix -avx2, and its table is its own, each candidate against the reference trained the same
+    way (not against the bf16 one of the same CPU and budget)."""
     import json
 
     budget = pytest.importorskip("budget")
     calls: list[dict] = []
     monkeypatch.setattr(budget, "run_one", lambda *a, **k: calls.append(k) or {})
-    budget.run_candidate("realtime", 20, 0, fp32=True)
-    budget.run_candidate("strong", 20, 0, fp32=True)
-    assert [c["tag"] for c in calls] == ["realtime-fp32", "ref-fp32"]
-    assert calls[0]["extra"] == {"model.args.stem_stride": 2, "precision": "32"}
-    assert calls[1]["extra"] == {"precision": "32"}
-    assert (
-        calls[0]["command"] == "python benchmarks/budget.py --minutes 20 --candidates realtime --seed 0 --precision 32"
-    )
+    budget.run_candidate("realtime", 20, 0, avx2=True)
+    budget.run_candidate("strong", 20, 0, avx2=True)
+    assert [c["tag"] for c in calls] == ["realtime-avx2", "ref-avx2"]
+    assert calls[0]["extra"] == {"model.args.stem_stride": 2}
+    assert calls[0]["command"] == "python benchmarks/budget.py --minutes 20 --candidates realtime --seed 0 --isa avx2"
 
     results = tmp_path / "results"
     results.mkdir()
@@ -495,29 +492,42 @@ def test_fp32_forced_candidates_are_filed_and_tabled_apart_against_their_own_ref
     monkeypatch.setattr(generalise, "RUNS", tmp_path / "runs")
     ref = _budget_result("ref", {"polypgen/a": 0.5, "polypgen/b": 0.6, "polypgen/c": 0.7})
     cand = _budget_result("cand", {"polypgen/a": 0.6, "polypgen/b": 0.7, "polypgen/c": 0.8})
-    ref32 = _budget_result("ref-fp32", {"polypgen/a": 0.4, "polypgen/b": 0.5, "polypgen/c": 0.6})
-    cand32 = _budget_result("cand-fp32", {"polypgen/a": 0.45, "polypgen/b": 0.55, "polypgen/c": 0.65})
-    for r in (ref, cand, ref32, cand32):
+    ref_avx2 = _budget_result("ref-avx2", {"polypgen/a": 0.4, "polypgen/b": 0.5, "polypgen/c": 0.6})
+    cand_avx2 = _budget_result("cand-avx2", {"polypgen/a": 0.45, "polypgen/b": 0.55, "polypgen/c": 0.65})
+    for r in (ref, cand, ref_avx2, cand_avx2):
         r["bf16_units"] = True
-    for r in (ref32, cand32):
-        r["overrides"] = {"precision": "32"}
-    for r in (ref, cand, ref32, cand32):
         (results / f"generalise-polypgen-strong+{r['tag']}-192px-s0-120min.json").write_text(json.dumps(r))
     docs = tmp_path / "results.md"
     docs.write_text(f"{budget.START}\n{budget.END}\n")
     budget.write_table(docs)
     sections = {s.splitlines()[0]: s for s in docs.read_text().split("### ")[1:]}
-    assert sorted(sections) == [
-        "120 minutes, Test CPU (bf16 units: yes)",
-        "120 minutes, Test CPU (bf16 units: yes, not used: fp32 forced with --precision 32, as on a CPU without them)",
-    ]
+    native, emulated = "120 minutes, Test CPU (bf16 units: yes)", (
+        "120 minutes, Test CPU (bf16 units: yes, not used: torch limited to AVX2 code with --isa avx2, so fp32, "
+        "as on a CPU without them)")  # fmt: skip
+    assert sorted(sections) == [native, emulated]
 
     def table(heading: str) -> dict[str, list[str]]:
         return {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in sections[heading].splitlines()
                 if line.startswith("| ") and "val mDice" not in line}  # fmt: skip
 
-    forced = table(sorted(sections)[1])
-    assert sorted(forced) == ["cand", "strong"]
-    assert forced["cand"][1] == "—"  # the heading says fp32, the change column does not repeat it
-    assert forced["cand"][5].startswith("+0.0500 [+0.050, +0.050]")
-    assert table(sorted(sections)[0])["cand"][5].startswith("+0.1000 [+0.100, +0.100]")
+    assert sorted(table(emulated)) == ["cand", "strong"]
+    assert table(emulated)["cand"][5].startswith("+0.0500 [+0.050, +0.050]")
+    assert table(native)["cand"][5].startswith("+0.1000 [+0.100, +0.100]")
+
+
+def test_budget_refuses_an_isa_limit_it_would_file_under_the_wrong_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A limit set by hand (ONEDNN_MAX_CPU_ISA=AVX2 without --isa avx2) would file fp32 AVX2 results as the
+    CPU's bf16 ones; --isa avx2 on a CPU without bf16 units, or with a stand-in bf16 reference, is refused."""
+    budget = pytest.importorskip("budget")
+    monkeypatch.setattr(budget, "has_bf16_units", lambda: True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(SystemExit, match="unset it and pass --isa avx2"):
+        budget.refuse_mixed_isa(False, None)
+    budget.refuse_mixed_isa(True, None)  # the child process of --isa avx2
+    with pytest.raises(SystemExit, match="trains its own reference"):
+        budget.refuse_mixed_isa(True, True)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    budget.refuse_mixed_isa(False, None)
+    monkeypatch.setattr(budget, "has_bf16_units", lambda: False)
+    with pytest.raises(SystemExit, match="runs fp32 code already"):
+        budget.refuse_mixed_isa(True, None)

@@ -57,12 +57,20 @@ def parse_precision(value: object) -> str:
 #: ``ONEDNN_MAX_CPU_ISA`` values below AVX512_CORE_BF16: oneDNN then uses no bf16 units even where the CPU
 #: has them (the setting that emulates an AVX2-only CPU on an AMX one).
 ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+#: The environment that limits torch to the code an AVX2-only CPU (AMD Zen 3, no bf16 units) runs: oneDNN's
+#: kernels, ATen's vectorised loops and MKL; read when torch loads, so it applies to a new process.
+AVX2_ONLY_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def bf16_capped() -> bool:
+    """Whether ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below its bf16 kernels (an emulated narrower CPU)."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_BF16
 
 
 def cpu_has_bf16_units() -> bool:
     """True when this CPU executes bf16 matrix work natively (AVX512-BF16 or AMX tiles) and oneDNN may use
     them (``ONEDNN_MAX_CPU_ISA`` does not cap it below AVX512_CORE_BF16)."""
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ISAS_WITHOUT_BF16:
+    if bf16_capped():
         return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     for name in checks:
