@@ -292,6 +292,7 @@ def run_one(
         "epoch_seconds": epoch_seconds(rows),
         "threshold": sweep.best, "tta": tta, "train_data": data,
         **({"weights_from": weights_from.name} if weights_from is not None else {}),
+        **({"isa_limit": env["isa_limit"]} if env.get("isa_limit") else {}),  # an emulated narrower CPU
         "best_epoch": best_epoch(rows),
         "validation": {"n": val["metrics"]["n_images"], "mDice": val["metrics"]["mean"]["dice"],
                        "mIoU": val["metrics"]["mean"]["iou"],

@@ -97,3 +97,17 @@ def test_an_isa_cap_below_bf16_means_no_bf16_units(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
     monkeypatch.setattr(device.torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert device.cpu_has_bf16_units()
+
+
+def test_a_run_records_the_isa_limit_it_trained_under(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run trained with torch limited to AVX2 code (an emulated CPU without bf16 units) says so in its
+    env.json: the CPU line alone names the host, whose epochs would be faster."""
+    from polypseg.device import AVX2_ONLY_ENV
+    from polypseg.training.env import env_info
+
+    for key in AVX2_ONLY_ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert "isa_limit" not in env_info()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert env_info()["isa_limit"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from polypseg.device import cpu_description
+from polypseg.device import AVX2_ONLY_ENV, cpu_description
 
 
 def versions() -> dict[str, str]:
@@ -33,7 +33,8 @@ def versions() -> dict[str, str]:
 
 
 def env_info() -> dict[str, Any]:
-    """Hardware, software and command line of this process (``env.json``)."""
+    """Hardware, software and command line of this process (``env.json``); ``isa_limit``: the variables of
+    :data:`polypseg.device.AVX2_ONLY_ENV` that are set, where torch is kept to narrower code than the CPU's."""
     info: dict[str, Any] = {
         "versions": versions(),
         "platform": platform.platform(),
@@ -45,6 +46,9 @@ def env_info() -> dict[str, Any]:
         "argv": sys.argv,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    limit = {k: os.environ[k] for k in AVX2_ONLY_ENV if k in os.environ}
+    if limit:  # torch runs narrower code than the CPU line says (an emulated CPU): the run must say so
+        info["isa_limit"] = limit
     if torch.cuda.is_available():
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
