@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from polypseg.atomic import atomic_write_text
 from polypseg.device import cpu_flags, cpu_has_bf16_units, cpu_kind, cpu_model_name
 from polypseg.models import build_model
 
@@ -53,6 +54,10 @@ def cpu_info() -> dict:
             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "bf16_units": cpu_has_bf16_units(),
             "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
             "mkl_enable_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS")}  # fmt: skip
+
+
+#: MONAI's reference models (the 'bench' extra), by the names :func:`monai_models` gives them.
+MONAI_MODELS = ("monai_unet", "monai_attention_unet")
 
 
 def monai_models() -> dict[str, Callable[[], nn.Module]]:
@@ -76,6 +81,30 @@ def our_models() -> dict[str, Callable[[], nn.Module]]:
         "unet_b64": lambda: build_model("unet", base=64),
         "attention_unet_b32": lambda: build_model("attention_unet", base=32),
     }
+
+
+def select_models(names: list[str] | None) -> dict[str, Callable[[], nn.Module]]:
+    """The model makers to measure: all of ours and MONAI's (``names`` None or empty), else those named.
+
+    Raises:
+        SystemExit: a name this benchmark does not have, or one of :data:`MONAI_MODELS` without MONAI installed.
+    """
+    makers = {**our_models(), **monai_models()}
+    if not names:
+        return makers
+    missing = [n for n in names if n not in makers]
+    if missing:
+        absent_monai = [n for n in missing if n in MONAI_MODELS]
+        why = (f"{', '.join(absent_monai)}: MONAI is not installed (pip install -e .[bench]); " if absent_monai
+               else "")  # fmt: skip
+        raise SystemExit(f"--models {' '.join(missing)}: {why}known: {', '.join([*our_models(), *MONAI_MODELS])}")
+    return {k: v for k, v in makers.items() if k in names}
+
+
+def write_result(path: Path, result: dict) -> None:
+    """Write ``result`` as JSON to ``path`` atomically: speed.py rewrites its file after every row and gpu.sh
+    stops it with SIGINT at its time limit, which must leave the rows already written, never a truncated file."""
+    atomic_write_text(path, json.dumps(result, indent=1))
 
 
 def sync(device: torch.device) -> None:
@@ -271,9 +300,7 @@ def main() -> None:
             "onednn_max_cpu_isa"] else ""  # fmt: skip
         print(f"CPU: {cpu_desc['model']}, {cpu_desc['cores']} cores; {isa}; bf16 units: "
               f"{'yes' if cpu_desc['bf16_units'] else 'no'}{emulated}", flush=True)  # fmt: skip
-    makers = {**our_models(), **monai_models()}
-    if args.models:
-        makers = {k: v for k, v in makers.items() if k in args.models}
+    makers = select_models(args.models)
     cpu = device.type == "cpu"
     if args.full:
         modes: list[bool | str] = [False, True] if cpu else [False, True, "graphs"]
@@ -331,7 +358,7 @@ def main() -> None:
             + (f" --models {' '.join(args.models)}" if args.models else ""),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        path.write_text(json.dumps(out, indent=1))
+        write_result(path, out)
 
     # the video figures first, then every eager row, then the compiled ones: a run cut by its time limit
     # (gpu.sh) keeps the Predictor rows and the whole eager table, references included
