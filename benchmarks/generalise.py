@@ -327,7 +327,7 @@ def replace_section(path: Path, start: str, end: str, lines: list[str]) -> None:
         text = text.split(start)[0] + "\n".join(lines) + text.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    path.write_text(text)
+    atomic_write_text(path, text)
     print(f"written {path}")
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from polypseg.atomic import atomic_write_text
 from polypseg.config import load_recipe
 from polypseg.evaluation.compare import compare, read_scores
 from polypseg.evaluation.evaluate import evaluate
@@ -186,7 +187,7 @@ def _header(dataset: str, spec: str, seed: int, minutes: float, size: int, run_d
 
 
 def _save(result: dict, out_json: Path) -> dict:
-    out_json.write_text(json.dumps(result, indent=1))
+    atomic_write_text(out_json, json.dumps(result, indent=1))
     print(f"{result['dataset']} {result['recipe']} seed {result['seed']}: mDice {result['mDice']:.4f} "
           f"({result['epochs_done']} epochs)")  # fmt: skip
     return result
@@ -251,7 +252,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     add_uncertainty(results)
     for p, r, old in zip(paths, results, before, strict=True):
         if json.dumps(r, sort_keys=True) != old:
-            p.write_text(json.dumps(r, indent=1))
+            atomic_write_text(p, json.dumps(r, indent=1))
     lines = [
         "# Quality results",
         "",
@@ -274,7 +275,7 @@ def write_table(path: Path = ROOT / "docs" / "results.md") -> None:
     kept = ""
     if path.exists() and MARKER in path.read_text():
         kept = path.read_text().split(MARKER, 1)[1]  # the hand-written observations below the marker
-    path.write_text("\n".join(lines) + "\n" + MARKER + kept)
+    atomic_write_text(path, "\n".join(lines) + "\n" + MARKER + kept)
     print(f"written {path}")
 
 

@@ -98,18 +98,35 @@ def test_gpu_sh_names_its_results_after_the_gpu_it_ran_on(tmp_path: Path):
     assert "--tag h200" not in GPU_SH and '--tag "$TAG"' in GPU_SH
 
 
-def test_an_interrupted_speed_save_keeps_the_previous_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _speed_write(path: Path, rows: list[int]) -> None:
+    speed.write_result(path, {"rows": rows})
+
+
+def _quality_save(path: Path, rows: list[int]) -> None:
+    quality = pytest.importorskip("quality")
+    quality._save({"dataset": "d", "recipe": "r", "seed": 0, "mDice": 0.5, "epochs_done": 1, "rows": rows}, path)
+
+
+def _section_write(path: Path, rows: list[int]) -> None:
+    generalise = pytest.importorskip("generalise")
+    generalise.replace_section(path, "<!-- s -->", "<!-- e -->", ["<!-- s -->", json.dumps(rows), "<!-- e -->"])
+
+
+@pytest.mark.parametrize("write", [_speed_write, _quality_save, _section_write], ids=["speed", "quality", "section"])
+def test_an_interrupted_benchmark_write_keeps_the_previous_file(write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Defect: speed.py rewrote its result file in place after every row, and gpu.sh stops it with SIGINT at its
-    time limit: an interrupt during the write left a truncated JSON in place of the rows measured so far."""
-    path = tmp_path / "speed-cuda.json"
-    speed.write_result(path, {"rows": [1, 2]})
-    assert json.loads(path.read_text()) == {"rows": [1, 2]}
+    time limit: an interrupt during the write left a truncated file in place of the rows measured so far. The
+    quality result gpu.sh writes first, and the docs sections the tables rewrite, were written the same way."""
+    path = tmp_path / "result.json"
+    write(path, [1, 2])
+    before = path.read_text()
+    assert "[1,2]" in "".join(before.split())
 
     def interrupted(fd: int) -> None:
         raise KeyboardInterrupt  # the SIGINT arrives while the new text is on its way to the disk
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        speed.write_result(path, {"rows": [1, 2, 3]})
-    assert json.loads(path.read_text()) == {"rows": [1, 2]}
-    assert [p.name for p in tmp_path.iterdir()] == ["speed-cuda.json"]  # no temporary file left behind
+        write(path, [1, 2, 3])
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
