@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from polypseg.atomic import atomic_write_text
 from polypseg.config import load_recipe
 from polypseg.data.augment import build_augment
 from polypseg.data.cache import build_cache
@@ -116,7 +117,7 @@ def main() -> None:
     for k, v in ratios.items():
         print(f"ratio {k}: {v:7.1f}x")
     out = Path(__file__).parent / "results" / f"data-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=1))
+    atomic_write_text(out, json.dumps(results, indent=1))
     print(f"written {out}")
 
 

@@ -213,7 +213,8 @@ def loco_data(centre: str) -> tuple[Path, Path, Path]:
     rest = _link_pairs([r for r in rows if r["centre"] != centre], base / f"polypgen-no{centre}")
     held = _link_pairs([r for r in rows if r["centre"] == centre], base / f"polypgen-{centre}")
     groups = base / f"polypgen-no{centre}-groups.csv"
-    groups.write_text("stem,group\n" + "".join(f"{r['stem']},{r['group_id']}\n" for r in rows if r["centre"] != centre))
+    lines = "".join(f"{r['stem']},{r['group_id']}\n" for r in rows if r["centre"] != centre)
+    atomic_write_text(groups, "stem,group\n" + lines)
     return rest, groups, held
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from polypseg.atomic import atomic_write_text
 from polypseg.data.io import read_image, read_mask
 from polypseg.device import cpu_description
 
@@ -187,7 +188,7 @@ def main() -> None:
     print(f"\nCPU: {results['cpu']}; decoded {full_mib:.1f} MiB (full - small {data_mib:.1f}); import {base} MiB")
     print("\n".join(table))
     out = ROOT / "benchmarks" / "results" / f"memory-{args.label}-{stamp}.json"
-    out.write_text(json.dumps(results, indent=1))
+    atomic_write_text(out, json.dumps(results, indent=1))
     print(f"written {out}")
 
 

@@ -27,6 +27,8 @@ from speed import make_train_step, monai_models, our_models, timed
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
+from polypseg.atomic import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -142,7 +144,7 @@ def main() -> None:
         results = [profile_model(m, factories[m](), args) for m in args.models if m in factories]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile-{setting}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"setting": setting, "args": vars(args), "results": results}, indent=1))
+    atomic_write_text(out, json.dumps({"setting": setting, "args": vars(args), "results": results}, indent=1))
     print(f"\nwritten {out}")
 
 

@@ -19,6 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
+from polypseg.atomic import atomic_write_text
 from polypseg.config import load_recipe
 from polypseg.evaluation.evaluate import evaluate
 from polypseg.training import fit, read_metrics
@@ -55,7 +56,7 @@ def run_one(precision: str, seed: int, epochs: int, data: str, recipe_name: str)
         "s_measure": res.summary["structure"]["s_measure"],
         "n_val": res.summary["metrics"]["n_images"],
     }
-    done.write_text(json.dumps(result, indent=1))
+    atomic_write_text(done, json.dumps(result, indent=1))
     per_epoch = result["seconds_per_epoch_after_first"]
     print(f"{precision} seed {seed}: {per_epoch:.1f} s/epoch, mDice {result['mDice']:.4f}")
     return result
@@ -98,7 +99,7 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"precision-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out, json.dumps(summary, indent=1))
     print(
         f"bf16 trains {speed:.2f}x fp32 (s/epoch after the first); validation mDice bf16 "
         f"{summary['mean_mDice_bf16']:.4f} vs fp32 {summary['mean_mDice_fp32']:.4f} "

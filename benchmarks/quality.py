@@ -64,7 +64,7 @@ def clinicdb_group_csv(folder: Path) -> str:
         first = last + 1
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "clinicdb_sequences.csv"
-    path.write_text("\n".join(rows) + "\n")
+    atomic_write_text(path, "\n".join(rows) + "\n")
     return f"{path}:sequence"
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polypseg.atomic import atomic_write_text
 from polypseg.device import AVX2_ONLY_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def measure(args: argparse.Namespace) -> dict:
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"realtime-{isa}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=1))
+    atomic_write_text(out, json.dumps(result, indent=1))
     print(f"written {out}")
     print_table(result)
     return result

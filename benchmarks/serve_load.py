@@ -46,6 +46,8 @@ import httpx
 import numpy as np
 from speed import cpu_info
 
+from polypseg.atomic import atomic_write_text
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 HOSTILE_OK = {413, 415, 422}
@@ -354,7 +356,7 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"serve-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("predictor_alone", "phases", "server_memory", "targets")}, indent=1))
     print(f"wrote {out}")
 

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from polypseg import zoo
+from polypseg.atomic import atomic_write_text
 from polypseg.config import Recipe
 from polypseg.evaluation import evaluate, tune_threshold
 from polypseg.paths import RunPaths, read_metrics
@@ -186,7 +187,7 @@ def main() -> None:
         card["figures_tta"] = figures(*score_sets(weights, run, frozen, args.data_root, tta=True))
     # again with the whole card (the figures need the weights written first); best.ckpt holds the tuned threshold
     zoo.write_shipped_model(run.checkpoint("best"), args.name, card, args.out_dir, dtype=torch.float16)
-    card_path.with_suffix(".md").write_text(markdown(json.loads(card_path.read_text())))
+    atomic_write_text(card_path.with_suffix(".md"), markdown(json.loads(card_path.read_text())))
     print(json.dumps(card["figures"], indent=1))
 
 

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from polypseg.atomic import atomic_write_text
 from polypseg.device import cpu_kind
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -241,7 +242,7 @@ def main() -> None:
           f"{len(soak.events) - missed} stops landed, {missed} missed; {elapsed / 60:.1f} min", flush=True)  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"cpu": cpu_kind(), "args": vars(args), "status": status, "passed": ok,
+    atomic_write_text(out, json.dumps({"cpu": cpu_kind(), "args": vars(args), "status": status, "passed": ok,
                                "elapsed_s": round(elapsed, 1), "stops": soak.events, "checks": soak.checks},
                               indent=1))  # fmt: skip
     print(f"written: {out}")

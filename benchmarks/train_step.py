@@ -31,6 +31,8 @@ import torch
 from speed import cpu_info, monai_models, our_models
 from torch import nn
 
+from polypseg.atomic import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -110,9 +112,10 @@ def main() -> None:
     rows = [measure(m, makers[m], args) for m in args.models if m in makers]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"train-step-{isa}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"cpu": cpu, "isa": isa, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                               "rows": rows, "command": "python benchmarks/train_step.py " + " ".join(sys.argv[1:]),
-                               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))  # fmt: skip
+    command = "python benchmarks/train_step.py " + " ".join(sys.argv[1:])
+    result = {"cpu": cpu, "isa": isa, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "rows": rows, "command": command, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    atomic_write_text(out, json.dumps(result, indent=1))
     print(f"written {out}")
 
 

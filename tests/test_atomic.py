@@ -94,7 +94,8 @@ def test_an_image_written_atomically_reads_back_and_a_failed_encode_keeps_the_ol
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case0_best.png"]
 
 
-#: Files that write without the atomic helper, and why that is safe.
+#: Files that write without the atomic helper, and why that is safe (paths under the package, or under the
+#: repository for ``benchmarks/``).
 RAW_WRITERS_ALLOWED = {
     "atomic.py": "the helper itself",
     "runlock.py": "the flock is the lock; the file only names its holder (written in place while held)",
@@ -102,25 +103,56 @@ RAW_WRITERS_ALLOWED = {
     "data/cache.py": "built in a temporary folder that is renamed into place when complete",
     "data/synthetic.py": "built in a temporary folder that is renamed into place when complete",
 }
+#: Lines in benchmarks/ that stream a log while a child process runs: read only after it ends, never a result.
+RAW_LOG_STREAMS = {
+    "serve_load.py": '(tmp / "serve.log").open("w")',
+    "memory.py": 'log.open("w")',
+}
 RAW_WRITE = re.compile(
     r"\.write_text\(|\.write_bytes\(|\bopen\([^)]*['\"][wa]b?['\"]|\.savefig\(|imwrite\(|torch\.save\(|np\.save\(|"
     r"json\.dump\(|save_file\(|onnx\.save\(|VideoWriter\(|\.tofile\("
 )
+REPO = Path(__file__).resolve().parents[1]
+
+
+def raw_writes(root: Path, allowed: dict[str, str], streams: dict[str, str]) -> list[str]:
+    """``file:line: code`` for every raw write under ``root`` outside the ``allowed`` files, the ``streams``
+    (file -> the code of its one streamed log) and temporary paths; files are named relative to ``root``."""
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in allowed:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            in_memory = "buffer" in code  # torch.save into a BytesIO that atomic_write_bytes then writes
+            if rel in streams and streams[rel] in code:
+                continue
+            if RAW_WRITE.search(code) and "tmp" not in code and not in_memory and '"torch.save(' not in code:
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    return offenders
 
 
 def test_every_file_polypseg_writes_goes_through_the_atomic_helper() -> None:
     """A static guard: a raw write is allowed only where it writes a temporary path that the helper renames
     (a writer passed to ``atomic_save``, whose target is named ``tmp``), into an in-memory ``buffer``, or in
     :data:`RAW_WRITERS_ALLOWED`."""
-    package = Path(__file__).resolve().parents[1] / "src" / "polypseg"
-    offenders = []
-    for path in sorted(package.rglob("*.py")):
-        rel = path.relative_to(package).as_posix()
-        if rel in RAW_WRITERS_ALLOWED:
-            continue
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            code = line.split("#", 1)[0]
-            in_memory = "buffer" in code  # torch.save into a BytesIO that atomic_write_bytes then writes
-            if RAW_WRITE.search(code) and "tmp" not in code and not in_memory and '"torch.save(' not in code:
-                offenders.append(f"{rel}:{n}: {line.strip()}")
+    offenders = raw_writes(REPO / "src" / "polypseg", RAW_WRITERS_ALLOWED, {})
     assert not offenders, "write through polypseg.atomic:\n" + "\n".join(offenders)
+
+
+def test_every_benchmark_writes_its_results_through_the_atomic_helper() -> None:
+    """The same guard over ``benchmarks/``: a result JSON or table cut short by an interrupt or a full disk
+    would read as a finished measurement with missing rows (or not parse at all) on the next ``--table``."""
+    offenders = raw_writes(REPO / "benchmarks", {}, RAW_LOG_STREAMS)
+    assert not offenders, "write through polypseg.atomic:\n" + "\n".join(offenders)
+
+
+def test_the_guard_finds_a_raw_write_and_passes_a_streamed_log(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text('out.write_text(json.dumps(r))\nlog = (work / "serve.log").open("w")\n')
+    (tmp_path / "b.py").write_text("json.dump(r, fh)  # a comment: out.write_text(x)\natomic_write_text(out, x)\n")
+    streamed = {"a.py": '(work / "serve.log").open("w")'}
+    b1 = "b.py:1: json.dump(r, fh)  # a comment: out.write_text(x)"
+    a2 = 'a.py:2: log = (work / "serve.log").open("w")'
+    assert raw_writes(tmp_path, {}, {}) == ["a.py:1: out.write_text(json.dumps(r))", a2, b1]
+    assert raw_writes(tmp_path, {"b.py": "why"}, streamed) == ["a.py:1: out.write_text(json.dumps(r))"]
