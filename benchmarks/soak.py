@@ -243,8 +243,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_text(out, json.dumps({"cpu": cpu_kind(), "args": vars(args), "status": status, "passed": ok,
-                               "elapsed_s": round(elapsed, 1), "stops": soak.events, "checks": soak.checks},
-                              indent=1))  # fmt: skip
+                                       "elapsed_s": round(elapsed, 1), "stops": soak.events, "checks": soak.checks},
+                                      indent=1))  # fmt: skip
     print(f"written: {out}")
     sys.exit(0 if ok else 1)
 
